@@ -1,0 +1,131 @@
+"""The SegFormer Segmentor reproduces the official ClickSEG SegFormerModel (b0-s1, b0-s2, b3-s2).
+
+Weights come from the fixtures' make_weights (the ones the official outputs were computed with),
+loaded strictly; the click maps fed in are the disks the official code drew, so this checks the
+network alone.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from focalclick_edge.models.segformer import SegFormerModel
+
+REF = Path(__file__).parent / "fixtures" / "reference"
+VARIANTS = ["b0-s1", "b0-s2", "b3-s2"]
+ABS_TOL = 1e-4
+REL_TOL = 1e-3
+
+
+def _make_weights():
+    spec = importlib.util.spec_from_file_location("_fixture_make_weights", REF / "make_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.make_weights
+
+
+def _manifest(variant: str) -> dict:
+    return json.loads((REF / variant / "manifest.json").read_text())
+
+
+def _build(variant: str) -> SegFormerModel:
+    version, pipeline = variant.split("-")
+    return SegFormerModel(model_version=version, pipeline_version=pipeline)
+
+
+def _assert_close(name: str, actual: np.ndarray, expected: np.ndarray) -> float:
+    assert actual.shape == expected.shape, f"{name}: shape {actual.shape} != {expected.shape}"
+    err = np.abs(actual.astype(np.float64) - expected.astype(np.float64))
+    bound = np.maximum(ABS_TOL, REL_TOL * np.abs(expected.astype(np.float64)))
+    bad = int(np.count_nonzero(err > bound))
+    assert bad == 0, f"{name}: {bad} elements out of tolerance, max abs error {err.max():.3e}"
+    return float(err.max())
+
+
+@pytest.fixture(scope="module")
+def official_outputs() -> dict[str, dict[str, np.ndarray]]:
+    """Run each variant once with the fixture weights; the parity tests share the result."""
+    make_weights = _make_weights()
+    image_nd = torch.from_numpy(np.load(REF / "model_io_inputs.npz")["seg_in_image_nd"])
+    cache: dict[str, dict[str, np.ndarray]] = {}
+
+    def run(variant: str) -> dict[str, np.ndarray]:
+        if variant not in cache:
+            manifest = _manifest(variant)
+            arrays = make_weights(manifest["state_dict"], seed=manifest["seed"])
+            model = _build(variant).eval()
+            model.load_state_dict({k: torch.from_numpy(a) for k, a in arrays.items()}, strict=True)
+            io = np.load(REF / variant / "model_io.npz")
+            click_maps = torch.from_numpy(io["seg_out_click_map"]).float()
+            with torch.inference_mode():
+                out = model(image_nd, click_maps)
+            cache[variant] = {k: v.numpy() for k, v in out.items()}
+        return cache[variant]
+
+    return run
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_state_dict_keys_and_shapes_equal_official_manifest(variant: str) -> None:
+    manifest = _manifest(variant)
+    expected = {key: (tuple(shape), dtype) for key, shape, dtype in manifest["state_dict"]}
+    actual = {
+        key: (tuple(t.shape), str(t.dtype).removeprefix("torch."))
+        for key, t in _build(variant).state_dict().items()
+    }
+    missing = sorted(expected.keys() - actual.keys())
+    extra = sorted(actual.keys() - expected.keys())
+    assert not missing and not extra, f"missing {missing[:10]}, extra {extra[:10]}"
+    wrong = {k: (actual[k], expected[k]) for k in expected if actual[k] != expected[k]}
+    assert not wrong, f"shape/dtype mismatches: {wrong}"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_state_dict_order_follows_official_registration_order(variant: str) -> None:
+    # Checkpoints we write should list keys like the official ones (maps_transform first).
+    expected = [key for key, _, _ in _manifest(variant)["state_dict"]]
+    assert list(_build(variant).state_dict()) == expected
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_segformer_segmentor_matches_official_outputs(variant: str, official_outputs) -> None:
+    out = official_outputs(variant)
+    io = np.load(REF / variant / "model_io.npz")
+    _assert_close("instances", out["instances"], io["seg_out_instances"])
+    _assert_close("instances_aux", out["instances_aux"], io["seg_out_instances_aux"])
+    feature = out["feature"]
+    assert feature.shape == tuple(io["seg_out_feature_shape"])
+    head = io["seg_out_feature_head"]
+    _assert_close("feature[:, :24]", feature[:, : head.shape[1]], head)
+    _assert_close("feature channel mean", feature.mean(axis=(0, 2, 3)), io["seg_out_feature_channel_mean"])
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_segformer_aux_output_is_the_main_output(variant: str, official_outputs) -> None:
+    # SegFormer has no auxiliary head; the official model returns the same logits twice.
+    out = official_outputs(variant)
+    np.testing.assert_array_equal(out["instances_aux"], out["instances"])
+
+
+def test_stage1_decoder_input_carries_no_click_information() -> None:
+    # The official net adds the click embedding to stage 1 only after handing c1 to the decoder.
+    torch.manual_seed(0)
+    backbone = _build("b0-s2").feature_extractor.backbone.eval()
+    image = torch.randn(1, 3, 64, 64)
+    side_a = torch.zeros(1, 3, 64, 64)
+    side_b = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        feats_a = backbone(image, side_a)
+        feats_b = backbone(image, side_b)
+    torch.testing.assert_close(feats_a[0], feats_b[0], rtol=0, atol=0)
+    assert not torch.allclose(feats_a[1], feats_b[1])
+
+
+def test_unknown_model_version_is_rejected() -> None:
+    with pytest.raises(ValueError, match="b0"):
+        SegFormerModel(model_version="b7")
