@@ -37,7 +37,9 @@ class BasicBlock(nn.Module):
 
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 3, stride=stride, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -58,7 +60,9 @@ class Bottleneck(nn.Module):
 
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
@@ -128,7 +132,7 @@ class HighResolutionModule(nn.Module):
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        xs = [branch(x) for branch, x in zip(self.branches, xs)]
+        xs = [branch(x) for branch, x in zip(self.branches, xs, strict=True)]
         out = []
         for i, row in enumerate(self.fuse_layers):
             # Same summation order as the official code (j = 0, 1, ...), to keep float rounding close.
@@ -181,7 +185,9 @@ class ObjectAttentionBlock2D(nn.Module):
     def __init__(self, in_channels: int, key_channels: int) -> None:
         super().__init__()
         self.key_channels = key_channels
-        self.f_pixel = nn.Sequential(*_conv_bnrelu(in_channels, key_channels), *_conv_bnrelu(key_channels, key_channels))
+        self.f_pixel = nn.Sequential(
+            *_conv_bnrelu(in_channels, key_channels), *_conv_bnrelu(key_channels, key_channels)
+        )
         self.f_object = nn.Sequential(
             *_conv_bnrelu(in_channels, key_channels), *_conv_bnrelu(key_channels, key_channels)
         )
@@ -234,11 +240,12 @@ class HighResolutionNet(nn.Module):
         ch3 = ch2 + [4 * width]
         ch4 = ch3 + [8 * width]
         self.transition1 = _make_transition([64 * Bottleneck.expansion], ch2)
-        self.stage2 = nn.Sequential(*[HighResolutionModule(ch2, num_blocks) for _ in range(1)])
+        modules = (1, 3, 2) if small else (1, 4, 3)
+        self.stage2 = nn.Sequential(*[HighResolutionModule(ch2, num_blocks) for _ in range(modules[0])])
         self.transition2 = _make_transition(ch2, ch3)
-        self.stage3 = nn.Sequential(*[HighResolutionModule(ch3, num_blocks) for _ in range(3 if small else 4)])
+        self.stage3 = nn.Sequential(*[HighResolutionModule(ch3, num_blocks) for _ in range(modules[1])])
         self.transition3 = _make_transition(ch3, ch4)
-        self.stage4 = nn.Sequential(*[HighResolutionModule(ch4, num_blocks) for _ in range(2 if small else 3)])
+        self.stage4 = nn.Sequential(*[HighResolutionModule(ch4, num_blocks) for _ in range(modules[2])])
 
         last_channels = sum(ch4)
         mid = 2 * ocr_width
@@ -258,7 +265,9 @@ class HighResolutionNet(nn.Module):
         )
 
     @staticmethod
-    def _run_stage(transition: nn.ModuleList, stage: nn.Sequential, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _run_stage(
+        transition: nn.ModuleList, stage: nn.Sequential, xs: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         inputs = []
         for i, t in enumerate(transition):
             # Branches beyond the previous stage's count are grown from its last (lowest-res) output.
@@ -293,7 +302,9 @@ class HighResolutionNet(nn.Module):
 class HRNetModel(FocalClickBase):
     """FocalClick HRNet-OCR Segmentor (+ Refiner). Defaults are the W18-small S1 variant."""
 
-    def __init__(self, width: int = 18, ocr_width: int = 48, small: bool = True, pipeline_version: str = "s1") -> None:
+    def __init__(
+        self, width: int = 18, ocr_width: int = 48, small: bool = True, pipeline_version: str = "s1"
+    ) -> None:
         super().__init__(pipeline_version)
         # Registration order is the checkpoint key order: maps_transform, feature_extractor, refiner.
         self.maps_transform = nn.Sequential(

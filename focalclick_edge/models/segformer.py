@@ -143,7 +143,8 @@ class MixVisionTransformer(nn.Module):
         self.patch_embed_side1 = OverlapPatchEmbed(side_chans, dims[0], 7, 4)
         for i in range(4):
             blocks = nn.ModuleList(
-                Block(dims[i], cfg.num_heads[i], cfg.mlp_ratio, cfg.sr_ratios[i]) for _ in range(cfg.depths[i])
+                Block(dims[i], cfg.num_heads[i], cfg.mlp_ratio, cfg.sr_ratios[i])
+                for _ in range(cfg.depths[i])
             )
             setattr(self, f"block{i + 1}", blocks)
             setattr(self, f"norm{i + 1}", nn.LayerNorm(dims[i], eps=_BLOCK_LN_EPS))
@@ -235,7 +236,8 @@ class SegFormerModel(FocalClickBase):
     def __init__(self, model_version: str = "b0", pipeline_version: str = "s1") -> None:
         super().__init__(pipeline_version)
         if model_version not in MIT_CONFIGS:
-            raise ValueError(f"unknown SegFormer version {model_version!r}; choose one of {list(MIT_CONFIGS)}")
+            choices = ", ".join(MIT_CONFIGS)
+            raise ValueError(f"unknown SegFormer version {model_version!r}; choose one of: {choices}")
         self.model_version = model_version
         cfg = MIT_CONFIGS[model_version]
         # Unused in forward, but official checkpoints carry it (first in the state dict).

@@ -1,0 +1,6 @@
+"""The torch-free per-click runtime: NumPy, OpenCV, ONNX Runtime / OpenVINO."""
+from __future__ import annotations
+
+from .session import STAGES, ClickResult, Session
+
+__all__ = ["Session", "ClickResult", "STAGES"]

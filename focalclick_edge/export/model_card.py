@@ -1,0 +1,81 @@
+"""model_card.json: what a model directory holds and how it was made. The runtime reads it to find
+files, shapes and preprocessing; people read it to know where the numbers came from."""
+from __future__ import annotations
+
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from ..fileio import sha256_file
+from ..variants import Variant
+from .graphs import input_shapes, output_shapes
+
+CARD_NAME = "model_card.json"
+CARD_VERSION = 1
+
+
+def tool_versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for pkg in ("focalclick-edge", "torch", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf", "numpy",
+                "opencv-python-headless"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def file_entry(root: Path, rel: str, role: str, backend: str, precision: str, **extra: Any) -> dict[str, Any]:
+    path = root / rel
+    entry = {
+        "role": role, "backend": backend, "precision": precision, "path": rel,
+        "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
+    }
+    if backend == "openvino":
+        weights = path.with_suffix(".bin")
+        entry["weights_path"] = str(Path(rel).with_suffix(".bin"))
+        entry["weights_size_bytes"] = weights.stat().st_size
+        entry["weights_sha256"] = sha256_file(weights)
+    entry.update(extra)
+    return entry
+
+
+def base_card(variant: Variant, checkpoint: Path, checkpoint_sha256: str) -> dict[str, Any]:
+    ins, outs = input_shapes(variant), output_shapes(variant)
+    return {
+        "card_version": CARD_VERSION,
+        "variant": variant.id,
+        "source_checkpoint": {"path": str(checkpoint), "sha256": checkpoint_sha256},
+        "graphs": {
+            role: {
+                "inputs": [{"name": k, "shape": list(s), "dtype": "float32"} for k, s in ins[role].items()],
+                "outputs": [{"name": k, "shape": list(s), "dtype": "float32"} for k, s in outs[role].items()],
+            }
+            for role in ("segmentor", "refiner")
+        },
+        "preprocessing": {
+            "image": "RGB uint8 / 255 (channels 0-2 of image_nd and image_focus); mean/std is inside the segmentor",
+            "mean": [0.485, 0.456, 0.406],
+            "std": [0.229, 0.224, 0.225],
+            "refiner_image_normalised": False,
+            "prev_mask": "channel 3 of image_nd: previous probability map, not binarised",
+            "resize": "bilinear, align_corners=True",
+            "net_input_size": variant.net_input_size,
+            "segmentor_input_size": variant.segmentor_input_size,
+            "refiner_input_size": variant.refiner_input_size,
+            "segmentor_disk_radius": variant.segmentor_disk_radius,
+            "refiner_disk_radius": variant.refiner_disk_radius,
+            "feature_size": variant.feature_size,
+            "feature_channels": variant.feature_channels,
+        },
+        "pipeline": {
+            "target_crop": {"expansion": 1.4, "min_crop_size": 10, "skip_clicks": 1, "prob_thresh": 0.49},
+            "focus_crop": {"ratio": 1.4, "coarse_logit_thresh": 0.49, "prev_prob_thresh": 0.49},
+            "mask_thresh": 0.5,
+            "keep_prev_outside_focus_after_clicks": 10,
+        },
+        "files": [],
+        "tools": tool_versions(),
+    }
