@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UserError
+
 __all__ = ["Variant", "VARIANTS", "get_variant", "variant_ids", "create_model", "variant_from_config"]
 
 
@@ -124,7 +126,7 @@ def get_variant(variant_id: str) -> Variant:
     try:
         return VARIANTS[variant_id]
     except KeyError:
-        raise ValueError(
+        raise UserError(
             f"unknown variant {variant_id!r}; choose one of: {', '.join(VARIANTS)}"
         ) from None
 

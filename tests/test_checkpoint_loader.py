@@ -89,7 +89,8 @@ def test_loader_lists_missing_and_unexpected_keys(b0_s1_ckpt, tmp_path):
     obj["state_dict"]["extra.weight"] = torch.zeros(2)
     path = tmp_path / "keys.pth"
     torch.save(obj, path)
-    with pytest.raises(CheckpointError, match=r"1 missing keys \(refiner.refine_pred.weight\).*1 unexpected keys \(extra"):
+    expected = r"1 missing keys \(refiner.refine_pred.weight\).*1 unexpected keys \(extra"
+    with pytest.raises(CheckpointError, match=expected):
         load_checkpoint(path)
 
 

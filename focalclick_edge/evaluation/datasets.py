@@ -30,6 +30,7 @@ masks (not the images) are read once when the dataset is opened for that check.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +43,7 @@ IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm",
 MASK_EXT_PREFERENCE = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp", ".jpg", ".jpeg")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays have no truth value, so compare samples by identity
 class Sample:
     name: str
     image: np.ndarray
@@ -189,8 +190,7 @@ class SegmentationDataset:
         if not images:
             raise ValueError(f"no images ({', '.join(IMAGE_EXTS)}) in {img_dir}; check the dataset path.")
         masks = _mask_index(mask_dir, MASK_EXT_PREFERENCE)
-        stems = [p.stem for p in images]
-        dup = {s for s in stems if stems.count(s) > 1}
+        dup = {stem for stem, n in Counter(p.stem for p in images).items() if n > 1}
         entries = []
         for img in images:
             mask = masks.get(img.stem)

@@ -20,6 +20,7 @@ def resolve_checkpoint(variant_id: str | None, checkpoint: str | Path | None) ->
         return Path(checkpoint)
     if variant_id is None:
         raise UserError("pass --variant or --checkpoint (or both)")
+    get_variant(variant_id)  # an unknown id is reported as such, not as a missing checkpoint
     found = default_checkpoint(variant_id)
     if found is None:
         raise UserError(
@@ -57,6 +58,7 @@ def export_variant(
         card["verification"] = {
             "inputs": "bundled COCO-MVal sample, second-click style Target/Focus Crops",
             "onnx_vs_torch_max_abs_diff": report["max_abs_diff"],
+            "onnx_vs_torch_tolerance": report["tolerance"],
         }
         for role in ("segmentor", "refiner"):
             card["files"].append(file_entry(tmp, f"{role}.fp32.onnx", role, "onnxruntime", "fp32"))

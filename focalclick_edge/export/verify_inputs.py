@@ -66,9 +66,8 @@ def real_verify_inputs(model: Any, variant: Variant) -> dict[str, dict[str, np.n
     with torch.no_grad():
         cropped_feature = roi_align(feature, roi, tuple(feature.shape[-2:]), feature.shape[-1] / n)
         cropped_logits = roi_align(logits, roi, (rs, rs), 1.0)
-    click_focus = np.stack(
-        [_disks([((py - gy1) * rs / (gy2 - gy1), (px - gx1) * rs / (gx2 - gx1))], rs, 5), np.zeros((rs, rs), np.float32)]
-    )[None]
+    focus_click = ((py - gy1) * rs / (gy2 - gy1), (px - gx1) * rs / (gx2 - gx1))
+    click_focus = np.stack([_disks([focus_click], rs, 5), np.zeros((rs, rs), np.float32)])[None]
     return {
         "segmentor": {"image_nd": image_nd_np, "click_maps": click_maps.astype(np.float32)},
         "refiner": {

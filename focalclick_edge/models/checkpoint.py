@@ -12,12 +12,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ..errors import UserError
 from ..variants import Variant, get_variant, variant_from_config
 
 _SHOW = 4
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that cannot be used, with a one-line reason and fix."""
 
 

@@ -51,6 +51,7 @@ FOCUS_THRESH = 0.49
 _FOCUS_MIN_MASK_PIXELS = 10
 
 Box4 = tuple[int, int, int, int]
+Rect = tuple[int, int, int, int]  # OpenCV (x, y, w, h)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -134,9 +135,11 @@ def zoom_in_box(prev_mask_bool: np.ndarray, clicks: Iterable[Sequence[float]], i
 
     * First click: no crop at all (``skip_clicks=1``) -- do not call this; use the full image.
     * None on a later click (the mask became empty): the official ``transform`` returns early **without
-      resetting** ``_object_roi``, so the crop, the inverse paste and ``global_roi`` keep using the
-      *previous* box ("stale box" quirk). Keep the previous box if there is one; use the full image
-      only when no box was ever made.
+      resetting** ``_object_roi`` ("stale box" quirk). That click the Segmentor sees the *full* image
+      (and its points are mapped with the full-image box), but the inverse paste, ``global_roi`` and
+      hence the Refiner RoI and the Focus Crop intersection use the *previous* box, if there was one
+      (the full-image prediction is squeezed into the stale box). The recorded session
+      ``b0-s2/scratch2`` click 4 shows exactly this. With no earlier box, everything is full image.
     """
     mask = prev_mask_bool if prev_mask_bool.dtype == np.bool_ else prev_mask_bool > ZOOM_PROB_THRESH
     box = _bbox_inclusive(_as_u8(mask))
@@ -218,7 +221,7 @@ def focus_roi_in_target_frame(focus_box: Box4, global_roi: Box4, size: int = 256
 # --------------------------------------------------------------------------------------------------
 # Connected component at the click (shared by Focus Crop and Progressive Merge)
 # --------------------------------------------------------------------------------------------------
-def _component_at(diff: np.ndarray, y: int, x: int) -> tuple[np.ndarray | None, int, tuple[int, int, int, int]]:
+def _component_at(diff: np.ndarray, y: int, x: int) -> tuple[np.ndarray | None, int, Rect]:
     """The official ``labels == labels[y, x]`` of ``cv2.connectedComponents(diff)`` (8-connectivity).
 
     Returns ``(component_mask_or_None, pixel_count, (x, y, w, h) bounding rect)``. When the click is
@@ -241,7 +244,7 @@ def _component_at(diff: np.ndarray, y: int, x: int) -> tuple[np.ndarray | None, 
 # --------------------------------------------------------------------------------------------------
 # Focus Crop
 # --------------------------------------------------------------------------------------------------
-def _crop_local_bbox(count: int, rect: tuple[int, int, int, int], hw: tuple[int, int]) -> Box4:
+def _crop_local_bbox(count: int, rect: Rect, hw: tuple[int, int]) -> Box4:
     """``crop_local.get_bbox_from_mask``: whole image ``(0, H, 0, W)`` under 10 px, else inclusive.
 
     Note the mixed convention: the fallback has exclusive ends while the normal result is inclusive;
@@ -254,7 +257,7 @@ def _crop_local_bbox(count: int, rect: tuple[int, int, int, int], hw: tuple[int,
 
 
 def _focus_expand(y1: float, y2: float, x1: float, x2: float, ratio: float, hw: tuple[int, int]) -> Box4:
-    """``crop_local.expand_bbox``: centre -/+ ratio*(extent+1)/2, truncated by int(), clamped to [0,H]x[0,W]."""
+    """``crop_local`` expansion: centre -/+ ratio*(extent+1)/2, int()-truncated, clamped to [0,H]x[0,W]."""
     yc, xc = (y1 + y2) / 2, (x1 + x2) / 2
     hh = (y2 - y1 + 1) * ratio / 2
     hw_ = (x2 - x1 + 1) * ratio / 2
@@ -346,23 +349,34 @@ def _ac_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 
 
 def resize_bilinear_align_corners(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize with ``align_corners=True`` semantics (torch ``F.interpolate``), float32.
+    """Bilinear resize with ``align_corners=True`` semantics (torch ``F.interpolate``); float32 out.
 
-    ``img`` is ``(H, W)`` or ``(H, W, C)``. cv2.resize/remap cannot be used: resize uses half-pixel
-    centres and remap quantises coordinates to 1/32 px. Separable two-tap gathers cost
-    O(out_h * W + out_h * out_w) per channel -- cheaper than interpolation matrices and than touching
-    the whole input when shrinking.
+    ``img`` is ``(H, W)`` or ``(H, W, C)``, any real dtype (gathered in its own dtype, then converted,
+    so a uint8 image is never converted as a whole). cv2.resize/remap cannot be used: resize uses
+    half-pixel centres and remap quantises coordinates to 1/32 px. Separable two-tap gathers cost
+    O(out_h * W + out_h * out_w) per channel -- cheaper than interpolation matrices, and a shrink
+    never reads the rows it skips. Agrees with torch to float32 rounding (torch forms the 2-D
+    weights as products; the separable sum rounds differently by ~1 ulp).
     """
-    a = np.asarray(img, dtype=np.float32)
+    a = np.asarray(img)
     oh, ow = int(out_hw[0]), int(out_hw[1])
     h, w = a.shape[:2]
     if (oh, ow) == (h, w):
-        return a.copy()
+        return a.astype(np.float32, copy=True)
     extra = (None,) * (a.ndim - 2)
     y0, y1, wy0, wy1 = _ac_taps(h, oh)
-    rows = a[y0] * wy0[(slice(None), None, *extra)] + a[y1] * wy1[(slice(None), None, *extra)]
+    rows = np.take(a, y0, axis=0).astype(np.float32, copy=False)
+    rows *= wy0[(slice(None), None, *extra)]
+    tmp = np.take(a, y1, axis=0).astype(np.float32, copy=False)
+    tmp *= wy1[(slice(None), None, *extra)]
+    rows += tmp
     x0, x1, wx0, wx1 = _ac_taps(w, ow)
-    return rows[:, x0] * wx0[(slice(None), *extra)] + rows[:, x1] * wx1[(slice(None), *extra)]
+    out = np.take(rows, x0, axis=1)
+    out *= wx0[(slice(None), *extra)]
+    tmp = np.take(rows, x1, axis=1)
+    tmp *= wx1[(slice(None), *extra)]
+    out += tmp
+    return out
 
 
 def crop_resize_align_corners(img: np.ndarray, box_exclusive: Box4, out_hw: tuple[int, int]) -> np.ndarray:
@@ -388,24 +402,23 @@ def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.n
 # --------------------------------------------------------------------------------------------------
 # RoIAlign (torchvision, aligned=True, sampling_ratio=-1)
 # --------------------------------------------------------------------------------------------------
-def _roi_axis_matrix(start: np.float32, end: np.float32, n_out: int, size: int,
-                     sampling_ratio: int) -> np.ndarray:
-    """One axis of the torchvision CPU RoIAlign kernel as an ``(n_out, size)`` interpolation matrix.
+def _roi_axis_samples(start: np.float32, end: np.float32, n_out: int, size: int,
+                      sampling_ratio: int) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One axis of the torchvision CPU RoIAlign kernel: ``(grid, low, high, w_low, w_high)``.
 
-    Sample positions, range checks and bilinear taps use the kernel's float32 arithmetic and operation
-    order, so the integer tap choices (``int(y)``, the ``[-1, size]`` drop, the ``size-1`` clamp) are
-    identical. The kernel's 2-D rules are separable: a sample is dropped when *either* coordinate is
-    out of range (a product of per-axis indicators), and its bilinear weight is the product of
-    per-axis weights. Each row is divided by its grid count, so the product of the two matrices
-    divides by ``grid_h * grid_w``; with no samples (empty RoI) the matrix is zero, which matches the
-    kernel's ``max(count, 1)`` division of an empty sum.
+    There are ``n_out * grid`` samples, output bin-major. Sample positions, range checks and bilinear
+    taps use the kernel's float32 arithmetic and operation order, so the integer tap choices
+    (``int(y)``, the ``[-1, size]`` drop, the ``size-1`` clamp) are identical. A dropped sample gets
+    zero weights (the kernel's 2-D drop -- either coordinate out of range -- is the product of the
+    per-axis indicators, so per-axis zeros reproduce it). ``grid == 0`` means an empty RoI.
     """
     f32 = np.float32
     roi_len = f32(end - start)
     bin_size = f32(roi_len / f32(n_out))
     grid = sampling_ratio if sampling_ratio > 0 else int(math.ceil(roi_len / f32(n_out)))
     if grid <= 0:
-        return np.zeros((n_out, size), np.float32)
+        empty_i, empty_w = np.zeros(0, np.int64), np.zeros(0, f32)
+        return 0, empty_i, empty_i, empty_w, empty_w
     p = np.repeat(np.arange(n_out, dtype=f32), grid)
     i = np.tile(np.arange(grid, dtype=f32) + f32(0.5), n_out)
     v = (start + p * bin_size) + (i * bin_size) / f32(grid)
@@ -416,12 +429,26 @@ def _roi_axis_matrix(start: np.float32, end: np.float32, n_out: int, size: int,
     low = np.where(top, size - 1, low)
     high = np.where(top, low, low + 1)
     v = np.where(top, low.astype(f32), v)
-    w_high = (v - low.astype(f32)).astype(f32)
-    w_low = (f32(1) - w_high).astype(f32)
-    base = (np.repeat(np.arange(n_out), grid) * size)[valid]
+    w_high = np.where(valid, v - low.astype(f32), f32(0)).astype(f32)
+    w_low = np.where(valid, f32(1) - w_high, f32(0)).astype(f32)
+    return grid, low, high, w_low, w_high
+
+
+def _roi_axis_matrix(start: np.float32, end: np.float32, n_out: int, size: int,
+                     sampling_ratio: int) -> np.ndarray:
+    """One axis of the RoIAlign kernel as an ``(n_out, size)`` interpolation matrix.
+
+    Each row is divided by its grid count, so the product of the two matrices divides by
+    ``grid_h * grid_w``; with no samples (empty RoI) the matrix is zero, which matches the kernel's
+    ``max(count, 1)`` division of an empty sum.
+    """
+    grid, low, high, w_low, w_high = _roi_axis_samples(start, end, n_out, size, sampling_ratio)
+    if grid <= 0:
+        return np.zeros((n_out, size), np.float32)
+    base = np.repeat(np.arange(n_out), grid) * size
     # bincount is a fast scatter-add (np.add.at is ~10x slower); float64 accumulation, then float32.
-    idx = np.concatenate([base + low[valid], base + high[valid]])
-    wts = np.concatenate([w_low[valid], w_high[valid]]).astype(np.float64) / grid
+    idx = np.concatenate([base + low, base + high])
+    wts = np.concatenate([w_low, w_high]).astype(np.float64) / grid
     return np.bincount(idx, wts, minlength=n_out * size).astype(np.float32).reshape(n_out, size)
 
 
@@ -437,10 +464,11 @@ def roi_align_aligned(feature: np.ndarray, box_xyxy: Sequence[float], out_hw: tu
     ``feature`` is ``(C, H, W)`` float32 and ``box_xyxy`` is in the frame the feature map was computed
     from (``spatial_scale`` maps it onto the map); returns ``(C, oh, ow)`` float32.
 
-    Computed as ``Wy @ F @ Wx^T`` with per-axis interpolation matrices, restricted to the rows and
-    columns the RoI actually touches. On CPU two BLAS products beat gather-and-weight passes, which
-    need several full passes over ``(C, oh, W)`` memory. Sums are accumulated in a different order
-    than the kernel, so results agree to float32 rounding (~1e-7 relative), not bit for bit.
+    For a single-channel map with one sample per bin in both axes (the coarse logits in every
+    FocalClick call) it is two separable two-tap gathers, like the resize. Otherwise it is ``Wy @ F @ Wx^T``
+    with per-axis interpolation matrices restricted to the rows and columns the RoI touches. Sums are
+    accumulated in a different order than the kernel, so results agree to float32 rounding (~1e-7
+    relative), not bit for bit.
     """
     f = np.asarray(feature, dtype=np.float32)
     c, h, w = f.shape
@@ -448,8 +476,35 @@ def roi_align_aligned(feature: np.ndarray, box_xyxy: Sequence[float], out_hw: tu
     f32 = np.float32
     s, off = f32(spatial_scale), f32(0.5)
     bx1, by1, bx2, by2 = (f32(v) for v in box_xyxy)
-    wy = _roi_axis_matrix(by1 * s - off, by2 * s - off, oh, h, sampling_ratio)
-    wx = _roi_axis_matrix(bx1 * s - off, bx2 * s - off, ow, w, sampling_ratio)
+    ys, ye, xs, xe = by1 * s - off, by2 * s - off, bx1 * s - off, bx2 * s - off
+    ay = _roi_axis_samples(ys, ye, oh, h, sampling_ratio)
+    ax = _roi_axis_samples(xs, xe, ow, w, sampling_ratio)
+    if ay[0] <= 0 or ax[0] <= 0:
+        return np.zeros((c, oh, ow), np.float32)
+    if c == 1 and ay[0] == 1 and ax[0] == 1:
+        # A single-channel map (the coarse logits) with one sample per bin -- always the case in
+        # FocalClick, whose RoI is never larger than the output. Two-tap gathers, as in the resize, are
+        # cheaper than one large matrix product, which OpenBLAS would also split over threads that then
+        # compete with the inference backend's threads for the same cores (measured 4 -> 50 ms with
+        # ORT's spinning workers on 2 cores). Many-channel features stay on the batched product: each
+        # per-channel GEMM is small (single-threaded in BLAS) and 3x faster than gathers there.
+        _, ylo, yhi, wyl, wyh = ay
+        _, xlo, xhi, wxl, wxh = ax
+        c0, c1 = int(min(xlo.min(), xhi.min())), int(max(xlo.max(), xhi.max())) + 1
+        sub = f[:, :, c0:c1]  # only the columns the RoI touches
+        rows = np.take(sub, ylo, axis=1)
+        rows *= wyl[:, None]
+        tmp = np.take(sub, yhi, axis=1)
+        tmp *= wyh[:, None]
+        rows += tmp
+        out = np.take(rows, xlo - c0, axis=2)
+        out *= wxl
+        tmp = np.take(rows, xhi - c0, axis=2)
+        tmp *= wxh
+        out += tmp
+        return out
+    wy = _roi_axis_matrix(ys, ye, oh, h, sampling_ratio)
+    wx = _roi_axis_matrix(xs, xe, ow, w, sampling_ratio)
     ry, rx = np.flatnonzero(wy.any(axis=0)), np.flatnonzero(wx.any(axis=0))
     if ry.size == 0 or rx.size == 0:
         return np.zeros((c, oh, ow), np.float32)

@@ -1,0 +1,58 @@
+"""Which ops stay in float: the "tail" after the last weighted layer of a graph.
+
+In the Refiner the tail is Eq. 1 of the paper, ``refined = detail * sigmoid(trimap) + cropped_logits *
+(1 - sigmoid(trimap))`` plus the two bilinear upsamplings feeding it. It has no weights, costs almost
+nothing, and its inputs are logits: quantizing them rounds ``cropped_logits`` (passed straight through
+wherever the trimap gate is closed) to 256 levels, which moves the 0.5 threshold of the final mask. The
+Segmentor's tail is the upsampling of its logits. Both are found structurally (ops from which no
+convolution / matmul is reachable) so that the rule holds for every variant without hard-coded names.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+ONNX_WEIGHTED = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+OV_WEIGHTED = {"Convolution", "GroupConvolution", "ConvolutionBackpropData", "MatMul"}
+# Ops that carry no activation math (shape plumbing, graph I/O): never worth listing.
+OV_SKIP = {"Constant", "Parameter", "Result", "ShapeOf", "Convert"}
+ONNX_SKIP = {"Constant", "Shape"}
+
+
+def onnx_float_tail(model: Any) -> list[str]:
+    """Names of ONNX nodes that are not weighted and reach no weighted node downstream."""
+    nodes = list(model.graph.node)
+    consumers: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for t in n.input:
+            consumers.setdefault(t, []).append(i)
+    reaches = [False] * len(nodes)
+    # Graph nodes are topologically sorted in ONNX, so one reverse sweep settles reachability.
+    for i in range(len(nodes) - 1, -1, -1):
+        n = nodes[i]
+        reaches[i] = n.op_type in ONNX_WEIGHTED or any(reaches[j] for t in n.output for j in consumers.get(t, []))
+    return [n.name for i, n in enumerate(nodes) if not reaches[i] and n.op_type not in ONNX_SKIP]
+
+
+def ov_float_tail(model: Any) -> list[str]:
+    """Friendly names of OpenVINO ops on the data path that are not weighted and reach no weighted op
+    downstream. A weighted op's bias Add is left out: NNCF fuses it with its convolution."""
+    ops = list(model.get_ordered_ops())  # topological order
+    data: dict[int, bool] = {}
+    for op in ops:  # forward: does the op carry activations (not constants, not shape arithmetic)?
+        srcs = [v.get_node() for v in op.input_values()]
+        kind = op.get_type_name()
+        data[id(op)] = kind == "Parameter" or (kind != "ShapeOf" and any(data.get(id(s), False) for s in srcs))
+    reaches: dict[int, bool] = {}
+    for op in reversed(ops):
+        reaches[id(op)] = op.get_type_name() in OV_WEIGHTED or any(
+            reaches.get(id(inp.get_node()), False) for out in op.outputs() for inp in out.get_target_inputs()
+        )
+    tail = []
+    for op in ops:
+        kind = op.get_type_name()
+        if reaches[id(op)] or not data[id(op)] or kind in OV_SKIP:
+            continue
+        if kind == "Add" and any(v.get_node().get_type_name() in OV_WEIGHTED for v in op.input_values()):
+            continue
+        tail.append(op.get_friendly_name())
+    return tail

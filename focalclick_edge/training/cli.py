@@ -1,0 +1,90 @@
+"""``focalclick-edge train``: the argparse wiring for :func:`focalclick_edge.training.trainer.train`."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def _name_path(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. DUTS-TR=/data/DUTS-TR), got {text!r}")
+    return name, path
+
+
+def add_train_subcommand(sub: Any, register: Any) -> None:
+    """Add ``train`` to the CLI's subparsers; ``register(name)`` returns the command decorator."""
+    p = sub.add_parser(
+        "train",
+        help="train a FocalClick model from scratch (official-format checkpoints)",
+        description="Train with iterative click simulation, Target/Focus Crop simulation and the "
+        "FocalClick losses. Never pass GrabCut, Berkeley or DAVIS as training data.",
+    )
+    p.add_argument("--variant", default="b0-s1", help="variant id (default b0-s1)")
+    p.add_argument("--data", action="append", type=_name_path, default=[], metavar="NAME=PATH",
+                   help="training dataset (repeatable); any layout the evaluation loaders read")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, logs); keep it outside the repo")
+    p.add_argument("--iters", type=int, default=20000, help="total iterations (default 20000)")
+    p.add_argument("--batch", type=int, default=8, help="batch size (default 8)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak Adam learning rate (default 1e-3)")
+    p.add_argument("--warmup", type=int, default=300, help="linear warm-up iterations (default 300)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pth + OUT/resume.pt")
+    p.add_argument("--val", action="append", type=_name_path, default=[], metavar="NAME=PATH",
+                   help="held-out validation data for NoC (e.g. DUTS-TE); never an evaluation benchmark")
+    p.add_argument("--val-every", type=int, default=500, help="validate every K iterations (default 500)")
+    p.add_argument("--val-count", type=int, default=40, help="validation images (default 40)")
+    p.add_argument("--save-every", type=int, default=50, help="save last.pth/resume.pt every N iterations")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+
+    @register("train")
+    def _cmd_train(args: argparse.Namespace) -> int:
+        from ..errors import UserError
+        from .trainer import TrainConfig, check_training_sets, train
+
+        try:
+            check_training_sets(args.data + args.val)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        cfg = TrainConfig(
+            variant=args.variant, data=args.data, out=args.out, iters=args.iters, batch=args.batch,
+            lr=args.lr, warmup=args.warmup, val=args.val, val_every=args.val_every, val_count=args.val_count,
+            save_every=args.save_every, threads=args.threads, seed=args.seed, device=args.device,
+            resume=args.resume,
+        )
+        try:
+            summary = train(cfg)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+        print(f"trained to step {summary['step']}; best NoC@90 {summary['best_noc90']}; run folder {summary['out']}")
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Standalone entry (``python -m focalclick_edge.training.cli train ...``) until the CLI wires it."""
+    import sys
+
+    from ..errors import UserError
+
+    commands: dict[str, Any] = {}
+
+    def register(name: str):
+        def deco(fn: Any) -> Any:
+            commands[name] = fn
+            return fn
+
+        return deco
+
+    parser = argparse.ArgumentParser(prog="focalclick-edge")
+    add_train_subcommand(parser.add_subparsers(dest="command", required=True), register)
+    args = parser.parse_args(argv)
+    try:
+        return commands[args.command](args)
+    except UserError as exc:
+        print(f"focalclick-edge train: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
