@@ -14,7 +14,7 @@ Recipe, per sample:
      object, is added (a nearby false-positive blob or bulge);
    - internal hole: a superpixel wholly inside the object and off the contour band is removed;
 3. stop as soon as the IoU with GT (ignore pixels excluded, as in the NoC metric) is in [0.75, 0.85].
-   A step that would drop below 0.75 is undone and its superpixel set aside; when no step fits, the
+   A step that would drop below 0.75 is not taken and its superpixel is set aside; when no step fits, the
    attempt restarts with a new superpixel count (finer ones first once the drawn ones failed). If
    every count fails, the GT is dilated or eroded (``info["fallback"]``) until the IoU fits.
 

@@ -57,7 +57,8 @@ def add_train_subcommand(sub: Any, register: Any) -> None:
             summary = train(cfg)
         except ValueError as exc:
             raise UserError(str(exc)) from None
-        print(f"trained to step {summary['step']}; best NoC@90 {summary['best_noc90']}; run folder {summary['out']}")
+        print(f"trained to step {summary['step']}; best NoC@90 {summary['best_noc90']}; "
+              f"run folder {summary['out']}")
         return 0
 
 

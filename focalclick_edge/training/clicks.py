@@ -81,7 +81,7 @@ def next_clicks(prob: np.ndarray, gt: np.ndarray, rng: np.random.Generator, thre
 
     prob, gt: (B, H, W) probabilities and binary targets."""
     out: list[np.ndarray | None] = []
-    for p, g in zip(prob, gt > 0.5):
+    for p, g in zip(prob, gt > 0.5, strict=True):
         fn = _dist_inside(g & (p < thresh))
         fp = _dist_inside(~g & (p > thresh))
         fn_max, fp_max = float(fn.max()), float(fp.max())

@@ -33,7 +33,8 @@ def normalized_focal_loss(logits: torch.Tensor, target: torch.Tensor, alpha: flo
 
 
 def boundary_weighted_nfl(logits: torch.Tensor, target: torch.Tensor, boundary: torch.Tensor,
-                          boundary_weight: float = 1.5, alpha: float = 0.5, gamma: float = 2.0) -> torch.Tensor:
+                          boundary_weight: float = 1.5, alpha: float = 0.5, gamma: float = 2.0
+                          ) -> torch.Tensor:
     """NFL on the refined output with pixels of the boundary map weighted ``boundary_weight`` (others 1),
     normalised by the weight sum like ClickSEG's ``WFNL``."""
     ce, beta = _focal_terms(logits, target, alpha, gamma)

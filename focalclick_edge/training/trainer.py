@@ -149,8 +149,9 @@ def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], rng: np.r
         pred = out["instances"] > 0
         gt = mask > 0.5
         iou = ((pred & gt).sum((1, 2, 3)).float() / ((pred | gt).sum((1, 2, 3)).float() + 1e-6)).mean()
-    parts = {"loss": float(loss), "nfl": float(l_seg), "boundary_bce": float(l_bnd), "refine_nfl": float(l_ref),
-             "train_iou": float(iou), "clicks": float((points[..., 2] >= 0).sum(1).float().mean())}
+    parts = {"loss": loss.item(), "nfl": l_seg.item(), "boundary_bce": l_bnd.item(),
+             "refine_nfl": l_ref.item(), "train_iou": iou.item(),
+             "clicks": (points[..., 2] >= 0).sum(1).float().mean().item()}
     return loss, parts
 
 
@@ -312,7 +313,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     return {"step": step, "best_noc90": best, "last_val": last_val, "wall_s": wall, "out": str(out_dir)}
 
 
-def noc_validation_safe(model: torch.nn.Module, samples: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def noc_validation_safe(model: torch.nn.Module, samples: list[tuple[np.ndarray, np.ndarray]]
+                        ) -> dict[str, float]:
     from .validate import noc_validation
 
     with torch.no_grad():

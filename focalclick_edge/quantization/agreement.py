@@ -1,0 +1,99 @@
+"""How closely a quantized model directory follows FP32: IoU of session masks, click by click.
+
+The FP32 ONNX session runs the NoC clicker (from scratch and from a generated initial mask) on
+held-out images; every other backend / precision replays exactly those clicks, and each of its masks
+is compared with the FP32 mask after the same click. Replaying (instead of letting each model pick its
+own clicks) isolates the numerical difference from the clicker's reaction to it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..calibration.sessions import SessionRun, run_noc_session
+
+AGREEMENT_IMAGES = 4
+SCRATCH_CLICKS = 5
+INIT_MASK_CLICKS = 3
+
+
+@dataclass
+class ReferenceSession:
+    name: str
+    image: np.ndarray
+    gt: np.ndarray
+    init_mask: np.ndarray | None
+    run: SessionRun
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two boolean masks; two empty masks agree perfectly (1.0)."""
+    inter = np.count_nonzero(a & b)
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else inter / union
+
+
+def holdout_indices(cal_set: Any, n: int = AGREEMENT_IMAGES) -> tuple[Any, list[int], bool]:
+    """(dataset, indices, held_out): images of the calibration source not used for calibration; when
+    the source is used up, the built-in set's unused images; failing that, calibration images."""
+    if cal_set.holdout:
+        return cal_set.dataset, list(cal_set.holdout[:n]), True
+    if cal_set.source != "built-in":
+        from ..calibration.dataset import open_calibration_set
+
+        builtin = open_calibration_set(None, None, cal_set.seed)
+        return builtin.dataset, list(builtin.holdout[:n]), True
+    return cal_set.dataset, list(cal_set.indices[:n]), False
+
+
+def reference_sessions(model_dir: Path, dataset: Any, indices: list[int], seed: int) -> list[ReferenceSession]:
+    """FP32 ONNX Runtime sessions driven by the NoC clicker: their clicks and masks."""
+    from ..evaluation.initial_masks import make_initial_mask
+    from ..runtime.session import Session
+
+    session = Session(model_dir, "onnxruntime", "fp32")
+    refs = []
+    for i in indices:
+        try:
+            s = dataset[i]
+        except ValueError:
+            continue
+        session.set_image(s.image)
+        refs.append(ReferenceSession(s.name, s.image, s.gt, None, run_noc_session(session, s.gt, SCRATCH_CLICKS)))
+        init, _ = make_initial_mask(s.image, s.gt, seed, name=s.name)
+        refs.append(ReferenceSession(s.name, s.image, s.gt, init,
+                                     run_noc_session(session, s.gt, INIT_MASK_CLICKS, init_mask=init)))
+    return refs
+
+
+def replay_agreement(session: Any, refs: list[ReferenceSession]) -> dict[str, Any]:
+    """Replay every reference session on ``session``; IoU with the FP32 mask after each click."""
+    per_click: list[float] = []
+    final: list[float] = []
+    current = None
+    for ref in refs:
+        if current != ref.name:
+            session.set_image(ref.image)
+            current = ref.name
+        run = run_noc_session(session, ref.gt, 0, init_mask=ref.init_mask, clicks=ref.run.clicks)
+        ious = [mask_iou(a, b) for a, b in zip(run.masks, ref.run.masks, strict=True)]
+        per_click.extend(ious)
+        final.append(ious[-1])
+    if not per_click:
+        return {"sessions": 0, "clicks": 0, "mean_iou": None, "min_iou": None, "final_mean_iou": None}
+    return {
+        "sessions": len(refs),
+        "clicks": len(per_click),
+        "mean_iou": round(float(np.mean(per_click)), 5),
+        "min_iou": round(float(np.min(per_click)), 5),
+        "final_mean_iou": round(float(np.mean(final)), 5),
+    }
+
+
+def measure(model_dir: Path, backend: str, precision: str, refs: list[ReferenceSession]) -> dict[str, Any]:
+    from ..runtime.session import Session
+
+    return replay_agreement(Session(model_dir, backend, precision), refs)
