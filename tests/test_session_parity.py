@@ -37,7 +37,8 @@ def test_onnx_session_reproduces_official_masks_from_scratch_and_initial_mask(ex
     for graph, per_output in diffs.items():
         for output, diff in per_output.items():
             assert diff <= limits[graph][output], (graph, output, diff)
-            assert limits[graph][output] == 1e-3 or variant == "hrnet32-s2"
+            # Only hrnet32-s2's stand-in weights (logits of +-100) need the std-scaled bound.
+            assert diff <= 1e-3 or variant == "hrnet32-s2", (graph, output, diff)
     ious = replay(Session(model_dir), variant)
     worst = {name: min(v) for name, v in ious.items()}
     assert all(w >= MIN_IOU for w in worst.values()), worst

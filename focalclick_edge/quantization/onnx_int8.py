@@ -57,6 +57,10 @@ def quantize_onnx(
     per_channel: bool = True,
     progress: bool = False,
     desc: str = "ORT calibration",
+    op_types: Sequence[str] | None = None,
+    activation_type: str = "QUInt8",
+    calibrate_method: str = "MinMax",
+    extra_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the QDQ INT8 model of ``fp32_path`` to ``out_path``; returns the recipe for the card.
     ``keep_float``: node names left in float (None: the structural tail of scope.py)."""
@@ -78,13 +82,14 @@ def quantize_onnx(
             quantize_static(
                 str(pre), str(out_path), _reader(feeds, progress, desc),
                 quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=list(op_types) if op_types else None,
                 per_channel=per_channel,
                 reduce_range=reduce_range,
-                activation_type=QuantType.QUInt8,
+                activation_type=getattr(QuantType, activation_type),
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=exclude,
-                calibrate_method=CalibrationMethod.MinMax,
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+                calibrate_method=getattr(CalibrationMethod, calibrate_method),
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, **(extra_options or {})},
             )
     return {
         "tool": "onnxruntime.quantization.quantize_static",

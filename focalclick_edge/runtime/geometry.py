@@ -36,6 +36,7 @@ __all__ = [
     "map_clicks_to_focus",
     "focus_roi_in_target_frame",
     "focus_crop_box",
+    "focus_crop_box_from_masks",
     "progressive_merge",
     "resize_bilinear_align_corners",
     "crop_resize_align_corners",
@@ -58,7 +59,7 @@ Rect = tuple[int, int, int, int]  # OpenCV (x, y, w, h)
 # Clicks -> disk maps
 # --------------------------------------------------------------------------------------------------
 def click_disks(points_yx_pos: np.ndarray | Sequence[Sequence[float]], size_hw: tuple[int, int],
-                radius: float) -> np.ndarray:
+                radius: float, out: np.ndarray | None = None) -> np.ndarray:
     """Binary click disks as the official ``DistMaps(use_disks=True)`` draws them.
 
     ``points_yx_pos`` holds rows ``(y, x, is_positive)`` in the target frame (floats allowed);
@@ -73,9 +74,15 @@ def click_disks(points_yx_pos: np.ndarray | Sequence[Sequence[float]], size_hw: 
 
     A point is invalid, as in DistMaps, when ``max(y, x) < 0``; a point with only one negative
     coordinate is still drawn (its disk may be partly visible).
+
+    ``out``, a float32 ``(2, H, W)`` array, is cleared and drawn into (the per-click hot path reuses
+    one input buffer per graph instead of allocating a new one).
     """
     h, w = int(size_hw[0]), int(size_hw[1])
-    out = np.zeros((2, h, w), np.float32)
+    if out is None:
+        out = np.zeros((2, h, w), np.float32)
+    else:
+        out[...] = 0.0
     pts = np.asarray(points_yx_pos, dtype=np.float64).reshape(-1, 3)
     r = float(radius)
     r2 = np.float32(r * r)
@@ -284,10 +291,21 @@ def focus_crop_box(coarse_logits_full: np.ndarray, prev_probs: np.ndarray, globa
     The result can in principle be empty (a click far outside ``global_roi``); the official predictor
     would then fail on an empty crop, so callers should guard ``y2 > y1 and x2 > x1``.
     """
-    hw = coarse_logits_full.shape[:2]
-    pred = coarse_logits_full > FOCUS_THRESH
-    prev = prev_probs > FOCUS_THRESH
-    pred_u8 = pred.view(np.uint8)
+    return focus_crop_box_from_masks(coarse_logits_full > FOCUS_THRESH, prev_probs > FOCUS_THRESH,
+                                     global_roi, click_yx, ratio)
+
+
+def focus_crop_box_from_masks(pred: np.ndarray, prev: np.ndarray, global_roi: Box4, click_yx: Sequence[int],
+                              ratio: float = 1.4) -> Box4:
+    """``focus_crop_box`` given its two thresholded masks, bool ``(H, W)``: ``pred = logits > 0.49`` and
+    ``prev = prev_probs > 0.49``.
+
+    The runtime keeps the coarse logits only inside the Target Crop (outside it they are ``-inf``,
+    hence never above the threshold), so it builds ``pred`` from that box alone instead of
+    materialising and thresholding a full-image logit map.
+    """
+    hw = pred.shape[:2]
+    pred_u8 = _as_u8(pred)
     pred_box = _crop_local_bbox(int(cv2.countNonZero(pred_u8)), cv2.boundingRect(pred_u8), hw)
     if not prev.any():
         y1, y2, x1, x2 = pred_box
@@ -348,44 +366,75 @@ def _ac_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return i0, i1, (np.float32(1) - l1), l1
 
 
-def resize_bilinear_align_corners(img: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize with ``align_corners=True`` semantics (torch ``F.interpolate``); float32 out.
+def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], y_axis: int, out: np.ndarray | None) -> np.ndarray:
+    """Separable align_corners resize of axes ``(y_axis, y_axis + 1)``; float32 result (into ``out``).
 
-    ``img`` is ``(H, W)`` or ``(H, W, C)``, any real dtype (gathered in its own dtype, then converted,
-    so a uint8 image is never converted as a whole). cv2.resize/remap cannot be used: resize uses
-    half-pixel centres and remap quantises coordinates to 1/32 px. Separable two-tap gathers cost
-    O(out_h * W + out_h * out_w) per channel -- cheaper than interpolation matrices, and a shrink
-    never reads the rows it skips. Agrees with torch to float32 rounding (torch forms the 2-D
-    weights as products; the separable sum rounds differently by ~1 ulp).
+    Rows first (the y taps, gathered in the source dtype and then converted), then columns; each
+    pass is ``v0 * w0 + v1 * w1`` in float32. The row gather uses fancy indexing: ``np.take`` first
+    copies a non-contiguous source (a crop view) whole, which cost more than the resize itself. The
+    column gather uses ``np.take`` on the fresh rows when they are C-contiguous (2-D and HWC) and
+    fancy indexing otherwise (CHW, where fancy rows come back in a transposed layout); both gathers
+    return new arrays, so the in-place weighting never touches the source.
     """
-    a = np.asarray(img)
     oh, ow = int(out_hw[0]), int(out_hw[1])
-    h, w = a.shape[:2]
+    h, w = a.shape[y_axis], a.shape[y_axis + 1]
     if (oh, ow) == (h, w):
-        return a.astype(np.float32, copy=True)
-    extra = (None,) * (a.ndim - 2)
+        if out is None:
+            return a.astype(np.float32, copy=True)
+        np.copyto(out, a, casting="unsafe")
+        return out
+    pre = (slice(None),) * y_axis
+    extra = (None,) * (a.ndim - y_axis - 2)
     y0, y1, wy0, wy1 = _ac_taps(h, oh)
-    rows = np.take(a, y0, axis=0).astype(np.float32, copy=False)
+    rows = a[(*pre, y0)].astype(np.float32, copy=False)
     rows *= wy0[(slice(None), None, *extra)]
-    tmp = np.take(a, y1, axis=0).astype(np.float32, copy=False)
+    tmp = a[(*pre, y1)].astype(np.float32, copy=False)
     tmp *= wy1[(slice(None), None, *extra)]
     rows += tmp
     x0, x1, wx0, wx1 = _ac_taps(w, ow)
-    out = np.take(rows, x0, axis=1)
-    out *= wx0[(slice(None), *extra)]
-    tmp = np.take(rows, x1, axis=1)
+    if rows.flags.c_contiguous:
+        res = np.take(rows, x0, axis=y_axis + 1)
+        tmp = np.take(rows, x1, axis=y_axis + 1)
+    else:
+        res = rows[(*pre, slice(None), x0)]
+        tmp = rows[(*pre, slice(None), x1)]
+    res *= wx0[(slice(None), *extra)]
     tmp *= wx1[(slice(None), *extra)]
-    out += tmp
+    if out is None:
+        res += tmp
+        return res
+    np.add(res, tmp, out=out)
     return out
 
 
-def crop_resize_align_corners(img: np.ndarray, box_exclusive: Box4, out_hw: tuple[int, int]) -> np.ndarray:
+def resize_bilinear_align_corners(img: np.ndarray, out_hw: tuple[int, int], out: np.ndarray | None = None,
+                                  channels_first: bool = False) -> np.ndarray:
+    """Bilinear resize with ``align_corners=True`` semantics (torch ``F.interpolate``); float32 out.
+
+    ``img`` is ``(H, W)``, ``(H, W, C)``, or ``(C, H, W)`` with ``channels_first``; any real dtype
+    (gathered in its own dtype, then converted, so a uint8 image is never converted as a whole).
+    ``out`` (float32, the output shape) receives the result instead of a new array -- the runtime
+    writes straight into its reused network input buffers. cv2.resize/remap cannot be used: resize
+    uses half-pixel centres and remap quantises coordinates to 1/32 px. Separable two-tap gathers
+    cost O(out_h * W + out_h * out_w) per channel -- cheaper than interpolation matrices, and a
+    shrink never reads the rows it skips. Agrees with torch to float32 rounding (torch forms the 2-D
+    weights as products; the separable sum rounds differently by ~1 ulp). The layout does not change
+    the arithmetic: every output value is the same float32 expression in all three layouts.
+    """
+    a = np.asarray(img)
+    return _resize_ac(a, out_hw, 1 if channels_first else 0, out)
+
+
+def crop_resize_align_corners(img: np.ndarray, box_exclusive: Box4, out_hw: tuple[int, int],
+                              out: np.ndarray | None = None, channels_first: bool = False) -> np.ndarray:
     """``img[y1:y2, x1:x2]`` resized with ``align_corners=True`` (Zoom-In and Focus Crop image inputs).
 
-    Slicing is a view, so only the rows/columns the interpolation needs are ever read.
+    Slicing is a view, so only the rows/columns the interpolation needs are ever read. With
+    ``channels_first`` the image is ``(C, H, W)`` and the box applies to its last two axes.
     """
     y1, y2, x1, x2 = box_exclusive
-    return resize_bilinear_align_corners(img[y1:y2, x1:x2], out_hw)
+    src = img[:, y1:y2, x1:x2] if channels_first else img[y1:y2, x1:x2]
+    return resize_bilinear_align_corners(src, out_hw, out=out, channels_first=channels_first)
 
 
 def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.ndarray:
@@ -395,7 +444,10 @@ def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.n
     Zoom-In inverse (crop probabilities into a zero map of the image size). Returns ``dst``.
     """
     y1, y2, x1, x2 = box_exclusive
-    dst[y1:y2, x1:x2] = resize_bilinear_align_corners(src, (y2 - y1, x2 - x1))
+    if dst.dtype == np.float32:  # straight into the box, no temporary of the box size
+        resize_bilinear_align_corners(src, (y2 - y1, x2 - x1), out=dst[y1:y2, x1:x2])
+    else:
+        dst[y1:y2, x1:x2] = resize_bilinear_align_corners(src, (y2 - y1, x2 - x1))
     return dst
 
 

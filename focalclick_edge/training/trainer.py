@@ -286,7 +286,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
             train_log.write(json.dumps(rec) + "\n")
             train_log.flush()
             bar.update(1)
-            bar.set_postfix(loss=f"{parts['loss']:.3f}", iou=f"{parts['train_iou']:.2f}", lr=f"{lr:.1e}")
+            bar.set_postfix(loss=f"{parts['loss']:.3f}", iou=f"{parts['train_iou']:.2f}", lr=f"{lr:.1e}",
+                            refresh=False)
             if step % cfg.save_every == 0 or step == cfg.iters:
                 save(step)
             if val_samples and (step % cfg.val_every == 0 or step == cfg.iters):

@@ -1,0 +1,91 @@
+"""The trainer end to end on 4 tiny COCO-MVal images: finite losses, an official-format checkpoint that
+``load_checkpoint`` reads, and ``--resume`` continuing from the saved step."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from conftest import load_manifest  # noqa: E402
+
+from focalclick_edge.training.checkpoints import official_config  # noqa: E402
+from focalclick_edge.training.clicks import disk_maps, points_to_focus  # noqa: E402
+from focalclick_edge.training.data import boundary_map  # noqa: E402
+from focalclick_edge.training.losses import boundary_weighted_nfl, normalized_focal_loss  # noqa: E402
+from focalclick_edge.training.trainer import TrainConfig, check_training_sets, train  # noqa: E402
+
+DATA = Path(__file__).parent / "fixtures" / "data" / "train"
+
+
+def _read_log(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_train_save_reload_resume(tmp_path: Path) -> None:
+    from focalclick_edge.models import load_checkpoint
+
+    out = tmp_path / "run"
+    cfg = TrainConfig(variant="b0-s1", data=[("COCO_MVal", str(DATA))], out=str(out), iters=2, batch=2,
+                      warmup=1, save_every=1, threads=2, seed=3)
+    summary = train(cfg)
+    assert summary["step"] == 2
+    log = _read_log(out / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2]
+    for rec in log:
+        for key in ("loss", "nfl", "boundary_bce", "refine_nfl"):
+            assert np.isfinite(rec[key]), rec
+
+    # Official format: plain tensors + the @serialize config, readable with weights_only=True.
+    raw = torch.load(out / "last.pth", map_location="cpu", weights_only=True)
+    assert set(raw) == {"state_dict", "config"}
+    model = load_checkpoint(out / "last.pth")
+    assert model.variant.id == "b0-s1"
+
+    cfg.iters, cfg.resume = 3, True
+    summary = train(cfg)
+    assert summary["step"] == 3
+    log = _read_log(out / "train_log.jsonl")
+    assert [r["step"] for r in log] == [1, 2, 3]
+    resume = torch.load(out / "resume.pt", map_location="cpu", weights_only=True)
+    assert resume["step"] == 3
+
+
+def test_official_config_matches_reference() -> None:
+    ref = load_manifest("b0-s1")["checkpoint_config"]
+    ours = json.loads(json.dumps(official_config("b0-s1")))  # tuples -> lists, as in the manifest
+    assert ours == ref
+    assert list(ours["params"]) == list(ref["params"])
+
+
+def test_refuses_benchmarks_as_training_data() -> None:
+    with pytest.raises(ValueError, match="benchmark"):
+        check_training_sets([("GrabCut", "/data/GrabCut")])
+    with pytest.raises(ValueError, match="benchmark"):
+        check_training_sets([("mine", "/data/Berkeley")])
+
+
+def test_disk_maps_match_runtime_disks() -> None:
+    from focalclick_edge.runtime.geometry import click_disks
+
+    pts = np.array([[10.0, 20.0, 1.0], [100.5, 37.25, 0.0], [-1.0, -1.0, -1.0], [250.0, 3.0, 1.0]],
+                   np.float32)
+    ours = disk_maps(torch.from_numpy(pts)[None], (256, 256), 3.0)[0].numpy()
+    ref = click_disks(pts, (256, 256), 3.0)
+    np.testing.assert_array_equal(ours, ref)
+    focus = points_to_focus(torch.from_numpy(pts)[None], torch.tensor([[16.0, 0.0, 144.0, 128.0]]))[0]
+    assert focus[0, 0] == pytest.approx(20.0) and focus[0, 1] == pytest.approx(8.0)
+    assert (focus[2] == -1).all()
+
+
+def test_losses_behave() -> None:
+    target = torch.zeros(2, 1, 32, 32)
+    target[:, :, 8:24, 8:24] = 1
+    good = (target * 2 - 1) * 8
+    assert normalized_focal_loss(good, target) < normalized_focal_loss(-good, target)
+    bnd = torch.from_numpy(boundary_map(target[0, 0].numpy()))[None, None].expand(2, 1, 32, 32)
+    flat = torch.zeros_like(good)
+    assert boundary_weighted_nfl(good, target, bnd) < boundary_weighted_nfl(flat, target, bnd)
