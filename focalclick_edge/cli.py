@@ -8,6 +8,8 @@ from collections.abc import Callable, Sequence
 
 from .variants import VARIANTS
 
+# Packages only the [export] extra installs (export, quantization, training, --vs-torch).
+_EXPORT_EXTRA = {"torch", "onnx", "onnxslim", "nncf"}
 _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -68,6 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"focalclick-edge {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] in _EXPORT_EXTRA:
+            print(
+                f"focalclick-edge {args.command}: error: this command needs {exc.name.split('.')[0]}, which the "
+                "runtime-only install leaves out; pip install \"focalclick-edge[export]\"",
+                file=sys.stderr,
+            )
+            return 2
+        raise
     except KeyboardInterrupt:
         print(f"focalclick-edge {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -214,3 +214,14 @@ def test_unknown_variant_is_a_one_line_error(tmp_path, capsys):
     rc = cli_main(["export", "--variant", "b1-s1", "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert rc == 2 and "unknown variant 'b1-s1'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_export_without_the_export_extra_says_which_extra_to_install(tmp_path):
+    script = tmp_path / "no_torch_export.py"
+    script.write_text(TORCH_FREE.split("import cv2")[0] + (
+        "from focalclick_edge.cli import main\n"
+        f"sys.exit(main(['export', '--variant', 'b0-s1', '--checkpoint', 'x.pth', '--out', {str(tmp_path / 'm')!r}]))\n"
+    ))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.strip().endswith('pip install "focalclick-edge[export]"') and "Traceback" not in out.stderr

@@ -92,14 +92,10 @@ class EvalResults:
 _STATE: dict[str, Any] = {}
 
 
-def _init_worker(settings: EvalSettings, datasets: list[tuple[str, SegmentationDataset]], threads: int | None,
-                 cv_threads: int | None) -> None:
+def _build_state(settings: EvalSettings, datasets: list[tuple[str, SegmentationDataset]],
+                 threads: int | None) -> None:
     from ..runtime import Session
 
-    if cv_threads is not None:
-        import cv2
-
-        cv2.setNumThreads(cv_threads)  # OpenCV's own pool would compete with the other workers
     sessions = {}
     for run in settings.runs:
         backend, precision = run_backend(run)
@@ -110,7 +106,22 @@ def _init_worker(settings: EvalSettings, datasets: list[tuple[str, SegmentationD
     _STATE.update(settings=settings, datasets=datasets, sessions=sessions, cache=cache)
 
 
+def _init_worker(settings: EvalSettings, datasets: list[tuple[str, SegmentationDataset]], threads: int | None,
+                 cv_threads: int | None) -> None:
+    if cv_threads is not None:
+        import cv2
+
+        cv2.setNumThreads(cv_threads)  # OpenCV's own pool would compete with the other workers
+    try:
+        _build_state(settings, datasets, threads)
+    except Exception as exc:
+        # A Pool whose initializer raises restarts the worker forever; hand the error to the first task.
+        _STATE["error"] = exc
+
+
 def _run_task(task: tuple[int, int]) -> tuple[int, int, str, dict[str, SampleResult], dict[str, Any] | None]:
+    if "error" in _STATE:
+        raise _STATE["error"]
     ds_index, index = task
     settings: EvalSettings = _STATE["settings"]
     ds_name, ds = _STATE["datasets"][ds_index]
@@ -167,7 +178,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
     try:
         if workers == 1:
             # In-process: same code path as a worker, without the process start-up cost.
-            _init_worker(settings, datasets, threads, None)
+            _build_state(settings, datasets, threads)
             try:
                 for task in tasks:
                     out = _run_task(task)

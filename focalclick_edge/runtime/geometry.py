@@ -366,44 +366,56 @@ def _ac_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return i0, i1, (np.float32(1) - l1), l1
 
 
-def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], y_axis: int, out: np.ndarray | None) -> np.ndarray:
-    """Separable align_corners resize of axes ``(y_axis, y_axis + 1)``; float32 result (into ``out``).
+Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
-    Rows first (the y taps, gathered in the source dtype and then converted), then columns; each
-    pass is ``v0 * w0 + v1 * w1`` in float32. The row gather uses fancy indexing: ``np.take`` first
-    copies a non-contiguous source (a crop view) whole, which cost more than the resize itself. The
-    column gather uses ``np.take`` on the fresh rows when they are C-contiguous (2-D and HWC) and
-    fancy indexing otherwise (CHW, where fancy rows come back in a transposed layout); both gathers
-    return new arrays, so the in-place weighting never touches the source.
+
+def _resize_ac_2d(a: np.ndarray, ty: Taps, tx: Taps, out: np.ndarray | None) -> np.ndarray:
+    """One ``(H, W)`` or ``(H, W, C)`` resize with precomputed taps: rows first, then columns, each pass
+    ``v0 * w0 + v1 * w1`` in float32 (gathered in the source dtype, then converted).
+
+    The row gather uses fancy indexing, which reads only the rows it needs from a crop view;
+    ``np.take`` first copies a non-contiguous source whole, which cost more than the resize itself.
+    The fresh rows are C-contiguous, so the column gather is a fast ``np.take``. Both gathers return
+    new arrays: the in-place weighting never touches the source.
     """
-    oh, ow = int(out_hw[0]), int(out_hw[1])
-    h, w = a.shape[y_axis], a.shape[y_axis + 1]
-    if (oh, ow) == (h, w):
-        if out is None:
-            return a.astype(np.float32, copy=True)
-        np.copyto(out, a, casting="unsafe")
-        return out
-    pre = (slice(None),) * y_axis
-    extra = (None,) * (a.ndim - y_axis - 2)
-    y0, y1, wy0, wy1 = _ac_taps(h, oh)
-    rows = a[(*pre, y0)].astype(np.float32, copy=False)
+    y0, y1, wy0, wy1 = ty
+    x0, x1, wx0, wx1 = tx
+    extra = (None,) * (a.ndim - 2)
+    rows = a[y0].astype(np.float32, copy=False)
     rows *= wy0[(slice(None), None, *extra)]
-    tmp = a[(*pre, y1)].astype(np.float32, copy=False)
+    tmp = a[y1].astype(np.float32, copy=False)
     tmp *= wy1[(slice(None), None, *extra)]
     rows += tmp
-    x0, x1, wx0, wx1 = _ac_taps(w, ow)
-    if rows.flags.c_contiguous:
-        res = np.take(rows, x0, axis=y_axis + 1)
-        tmp = np.take(rows, x1, axis=y_axis + 1)
-    else:
-        res = rows[(*pre, slice(None), x0)]
-        tmp = rows[(*pre, slice(None), x1)]
+    res = np.take(rows, x0, axis=1)
     res *= wx0[(slice(None), *extra)]
+    tmp = np.take(rows, x1, axis=1)
     tmp *= wx1[(slice(None), *extra)]
     if out is None:
         res += tmp
         return res
     np.add(res, tmp, out=out)
+    return out
+
+
+def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], channels_first: bool, out: np.ndarray | None) -> np.ndarray:
+    """Separable align_corners resize of the spatial axes; float32 result (into ``out`` when given)."""
+    oh, ow = int(out_hw[0]), int(out_hw[1])
+    h, w = a.shape[-2:] if channels_first else a.shape[:2]
+    if (oh, ow) == (h, w):
+        if out is None:
+            return a.astype(np.float32, copy=True)
+        np.copyto(out, a, casting="unsafe")
+        return out
+    ty, tx = _ac_taps(h, oh), _ac_taps(w, ow)
+    if not channels_first:
+        return _resize_ac_2d(a, ty, tx, out)
+    # Plane by plane: every temporary stays C-contiguous and each plane lands in its slot of the
+    # (C, oh, ow) output; a 3-D fancy gather comes back in a transposed layout that made the
+    # element-wise passes ~2x slower (and copying an HWC result to CHW costs another pass).
+    if out is None:
+        out = np.empty((a.shape[0], oh, ow), np.float32)
+    for c in range(a.shape[0]):
+        _resize_ac_2d(a[c], ty, tx, out[c])
     return out
 
 
@@ -422,7 +434,7 @@ def resize_bilinear_align_corners(img: np.ndarray, out_hw: tuple[int, int], out:
     the arithmetic: every output value is the same float32 expression in all three layouts.
     """
     a = np.asarray(img)
-    return _resize_ac(a, out_hw, 1 if channels_first else 0, out)
+    return _resize_ac(a, out_hw, channels_first, out)
 
 
 def crop_resize_align_corners(img: np.ndarray, box_exclusive: Box4, out_hw: tuple[int, int],

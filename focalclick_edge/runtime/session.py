@@ -42,14 +42,25 @@ class _State:
     result: ClickResult | None = None
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
+def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float32, as the official predictor computes it, without temporaries.
+
+    The same four float32 operations in the same order as the plain expression, so the result is
+    bit-identical to it; ``out`` may be ``x`` itself.
+    """
+    out = np.negative(x, out=out)
     with np.errstate(over="ignore"):
-        return (1.0 / (1.0 + np.exp(-x))).astype(np.float32, copy=False)
+        np.exp(out, out=out)
+    out += np.float32(1.0)
+    return np.divide(np.float32(1.0), out, out=out)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
+    """``log(p / (1 - p))`` in float32 (``p`` = 0 gives ``-inf``) into a new array, without temporaries."""
+    out = np.subtract(np.float32(1.0), p)
     with np.errstate(divide="ignore"):
-        return np.log(p / (1.0 - p)).astype(np.float32, copy=False)
+        np.divide(p, out, out=out)
+        return np.log(out, out=out)
 
 
 class Session:
@@ -73,10 +84,11 @@ class Session:
         self.feature_size = int(pre["feature_size"])
         seg_path = self.model_dir.graph_file("segmentor", backend, precision)
         ref_path = self.model_dir.graph_file("refiner", backend, precision)
+        # Compiled once per Session; every click reuses them (and their inference requests).
         self._segmentor = compile_model(seg_path, backend, precision, threads)
         self._refiner = compile_model(ref_path, backend, precision, threads)
         self.load_ms = (time.perf_counter() - t0) * 1e3
-        self._image: np.ndarray | None = None
+        self._image: np.ndarray | None = None  # (3, H, W) float32 in [0, 1], channels first
         self._state = _State()
         self._history: list[_State] = []
 
@@ -87,7 +99,11 @@ class Session:
     # ----------------------------------------------------------------------------------- per image
     def set_image(self, image: np.ndarray) -> None:
         rgb = to_rgb_uint8(image)
-        self._image = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+        # Channels first, once per image: the per-click crops then resize each plane straight into its
+        # slot of the (1, C, S, S) network inputs (3x faster than resizing HWC and transposing).
+        planar = np.empty((3, *rgb.shape[:2]), np.float32)
+        np.multiply(rgb.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=planar)
+        self._image = planar
         self.reset()
 
     def set_mask(self, mask: np.ndarray) -> None:
@@ -97,9 +113,9 @@ class Session:
         mask = np.asarray(mask)
         if mask.ndim == 3:
             mask = mask[..., 0]
-        if mask.shape != img.shape[:2]:
+        if mask.shape != img.shape[1:]:
             raise UserError(
-                f"initial mask is {mask.shape[0]}x{mask.shape[1]} but the image is {img.shape[0]}x{img.shape[1]}"
+                f"initial mask is {mask.shape[0]}x{mask.shape[1]} but the image is {img.shape[1]}x{img.shape[2]}"
             )
         binary = mask > (0.5 if mask.dtype.kind == "f" else 0)
         if not binary.any():
@@ -111,7 +127,7 @@ class Session:
 
     def reset(self) -> None:
         img = self._require_image()
-        self._state = _State(prev_prob=np.zeros(img.shape[:2], np.float32))
+        self._state = _State(prev_prob=np.zeros(img.shape[1:], np.float32))
         self._history.clear()
 
     def undo(self) -> ClickResult | None:
@@ -131,10 +147,22 @@ class Session:
             raise UserError("call set_image(image) before adding clicks or masks")
         return self._image
 
+    def _buffer(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 network-input buffer, allocated once and reused by every click.
+
+        Safe because both backends consume their inputs synchronously inside ``run``. Created lazily
+        (not in ``__init__``) so that subclasses which bypass ``__init__`` still work.
+        """
+        bufs = self.__dict__.setdefault("_buffers", {})
+        buf = bufs.get(name)
+        if buf is None or buf.shape != shape:
+            buf = bufs[name] = np.empty(shape, np.float32)
+        return buf
+
     # ----------------------------------------------------------------------------------- per click
     def add_click(self, x: int, y: int, positive: bool = True) -> ClickResult:
         img = self._require_image()
-        h, w = img.shape[:2]
+        h, w = img.shape[1:]
         if not (0 <= int(x) < w and 0 <= int(y) < h) or int(x) != x or int(y) != y:
             raise UserError(f"click ({x}, {y}) is outside the {w}x{h} image; x must be in [0, {w - 1}], "
                             f"y in [0, {h - 1}] (integers)")
@@ -143,7 +171,6 @@ class Session:
             clicks=prev.clicks + [(int(y), int(x), bool(positive))],
             prev_prob=prev.prev_prob, zoom_prev=prev.zoom_prev, object_roi=prev.object_roi, merged=prev.merged,
         )
-        t = {}
         t0 = time.perf_counter()
 
         # Target Crop (official Zoom-In: no crop on click 1; recomputed every later click).
@@ -157,58 +184,69 @@ class Session:
         global_roi = g.zoom_in_global_roi(st.object_roi, (h, w))
         y1, y2, x1, x2 = input_box[0], input_box[1] + 1, input_box[2], input_box[3] + 1
         n = self.net_size
-        rgb_crop = g.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n))
-        prev_crop = g.crop_resize_align_corners(st.prev_prob, (y1, y2, x1, x2), (n, n))
-        image_nd = np.empty((1, 4, n, n), np.float32)
-        image_nd[0, :3] = rgb_crop.transpose(2, 0, 1)
-        image_nd[0, 3] = prev_crop
+        image_nd = self._buffer("image_nd", (1, 4, n, n))
+        g.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
+        g.crop_resize_align_corners(st.prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
         pts = g.map_clicks_to_crop(clicks_arr, input_box, n)
         net_points = np.concatenate([pts, clicks_arr[:, 2:3]], axis=1)
-        click_maps = g.click_disks(net_points, (n, n), self.seg_radius)[None]
+        click_maps = self._buffer("click_maps", (1, 2, n, n))
+        g.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
         t1 = time.perf_counter()
 
+        # Outputs may be views of backend-owned memory (OpenVINO): valid until this graph runs again,
+        # i.e. for the rest of this click, and nothing below keeps a reference past it.
         coarse256, feature = self._segmentor.run({"image_nd": image_nd, "click_maps": click_maps})
-        coarse256 = np.array(coarse256, dtype=np.float32, copy=True)
-        feature = np.array(feature, dtype=np.float32, copy=True)
         t2 = time.perf_counter()
 
         # Inverse Zoom-In: probabilities back to the input crop, then into the (possibly stale) box.
+        # The official map is zero outside global_roi (the box), so its logits are -inf there; both
+        # maps are kept only inside the box, which is exact: nothing outside can pass a threshold.
+        gy1, gy2, gx1, gx2 = global_roi
         prob_in = g.resize_bilinear_align_corners(_sigmoid(coarse256[0, 0]), (y2 - y1, x2 - x1))
-        coarse_prob = np.zeros((h, w), np.float32)
-        if st.object_roi is None:
-            coarse_prob = prob_in if prob_in.shape == (h, w) else g.resize_bilinear_align_corners(prob_in, (h, w))
-        else:
-            r0, r1, c0, c1 = st.object_roi
-            g.paste_resized(coarse_prob, prob_in, (r0, r1 + 1, c0, c1 + 1))
-        coarse_logit = _logit(coarse_prob)
+        if prob_in.shape != (gy2 - gy1, gx2 - gx1):
+            prob_in = g.resize_bilinear_align_corners(prob_in, (gy2 - gy1, gx2 - gx1))
+        logit_box = _logit(prob_in)  # coarse logits inside global_roi
         cy, cx = st.clicks[-1][0], st.clicks[-1][1]
-        focus = g.focus_crop_box(coarse_logit, st.prev_prob, global_roi, (cy, cx))
+        pred = np.zeros((h, w), np.bool_)
+        np.greater(logit_box, g.FOCUS_THRESH, out=pred[gy1:gy2, gx1:gx2])
+        focus = g.focus_crop_box_from_masks(pred, st.prev_prob > g.FOCUS_THRESH, global_roi, (cy, cx))
         fy1, fy2, fx1, fx2 = focus
         roi = g.focus_roi_in_target_frame(focus, global_roi, n)
         r = self.ref_size
-        image_focus = g.crop_resize_align_corners(img, focus, (r, r)).transpose(2, 0, 1)[None]
+        image_focus = self._buffer("image_focus", (1, 3, r, r))
+        g.crop_resize_align_corners(img, focus, (r, r), out=image_focus[0], channels_first=True)
         fpts = g.map_clicks_to_focus(clicks_arr, focus, r)
         ref_points = np.concatenate([fpts, clicks_arr[:, 2:3]], axis=1)
-        click_focus = g.click_disks(ref_points, (r, r), self.ref_radius)[None]
+        click_focus = self._buffer("click_maps_focus", (1, 2, r, r))
+        g.click_disks(ref_points, (r, r), self.ref_radius, out=click_focus[0])
         fs = self.feature_size
         cropped_feature = g.roi_align_aligned(feature[0], roi, (fs, fs), fs / n)[None]
         cropped_logits = g.roi_align_aligned(coarse256[0], roi, (r, r), 1.0)[None]
         t3 = time.perf_counter()
 
         (refined,) = self._refiner.run({
-            "image_focus": np.ascontiguousarray(image_focus, dtype=np.float32),
-            "click_maps_focus": click_focus.astype(np.float32, copy=False),
+            "image_focus": image_focus,
+            "click_maps_focus": click_focus,
             "cropped_feature": np.ascontiguousarray(cropped_feature, dtype=np.float32),
             "cropped_logits": np.ascontiguousarray(cropped_logits, dtype=np.float32),
         })
-        refined = np.array(refined, dtype=np.float32, copy=True)
         t4 = time.perf_counter()
 
-        # Paste-back; from click 11 on the official predictor keeps the previous map outside the focus box.
+        # Paste-back, then sigmoid. From click 11 on the official predictor keeps the previous map
+        # outside the focus box, round-tripped through logit/sigmoid over the whole image; that is kept
+        # as is (the round trip moves values by ulps). Before that, the map outside global_roi is
+        # sigmoid(-inf) = 0 exactly, so only the box is computed.
         if len(st.clicks) > KEEP_PREV_AFTER:
-            coarse_logit = _logit(st.prev_prob)
-        g.paste_resized(coarse_logit, refined[0, 0], focus)
-        prob = _sigmoid(coarse_logit)
+            full_logit = _logit(st.prev_prob)
+            g.paste_resized(full_logit, refined[0, 0], focus)
+            prob = _sigmoid(full_logit, out=full_logit)
+        else:
+            g.paste_resized(logit_box, refined[0, 0], (fy1 - gy1, fy2 - gy1, fx1 - gx1, fx2 - gx1))
+            if logit_box.shape == (h, w):
+                prob = _sigmoid(logit_box, out=logit_box)
+            else:
+                prob = np.zeros((h, w), np.float32)
+                _sigmoid(logit_box, out=prob[gy1:gy2, gx1:gx2])
         st.prev_prob = prob
         st.zoom_prev = prob
         if st.merged is not None:

@@ -50,13 +50,14 @@ class TrainSet:
         return len(self.dataset)  # type: ignore[arg-type]
 
 
-def open_datasets(specs: Sequence[tuple[str, str | Path]]) -> list[TrainSet]:
-    """Open ``NAME=PATH`` datasets. Images without masks and empty masks are skipped (and counted)."""
+def open_datasets(specs: Sequence[tuple[str, str | Path]], check_masks: bool = True) -> list[TrainSet]:
+    """Open ``NAME=PATH`` datasets. Images without masks and (with ``check_masks``, which reads every mask
+    once) empty masks are skipped and counted."""
     from ..evaluation.datasets import load_dataset
 
     out = []
     for name, path in specs:
-        ds = load_dataset(name, path)
+        ds = load_dataset(name, path, check_masks=check_masks)
         out.append(TrainSet(name, Path(path), ds, {k: list(v) for k, v in ds.skipped.items()}))
     return out
 
