@@ -40,7 +40,7 @@ import importlib.abc, sys
 class NoTorch(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name == "torch" or name.startswith("torch."):
-            raise ImportError("torch is blocked in this test")
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked in this test)", name=name)
 sys.meta_path.insert(0, NoTorch())
 import cv2, numpy as np
 from focalclick_edge.runtime import Session
