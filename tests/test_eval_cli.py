@@ -1,9 +1,14 @@
 """`focalclick-edge eval`: the INT8 gate, worker-count independence, shared initial masks, the report files
-and one-line errors. Runs use 2 fixture samples per dataset and at most 3 clicks."""
+and one-line errors. Runs use 2 fixture samples per dataset and at most 3 clicks.
+
+The model directories here are small hand-built graphs with the exported interface (same inputs, outputs
+and card fields), not a torch export: an export alone takes 20-30 s, and what is tested here is the
+evaluation around the Session, not the network. One is a click-following "blob" model (a conv over the
+image, the previous mask and dilated click disks), listed for ONNX Runtime and, converted, for OpenVINO;
+the other pairs an "everything is object" FP32 run with an "everything is background" INT8 run."""
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 from pathlib import Path
 
@@ -11,10 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 
-from conftest import FIXTURES, write_official_checkpoint  # noqa: E402
+from conftest import FIXTURES  # noqa: E402
 
 from focalclick_edge.cli import main as cli_main  # noqa: E402
 from focalclick_edge.errors import UserError  # noqa: E402
@@ -22,38 +26,119 @@ from focalclick_edge.evaluation.datasets import load_dataset  # noqa: E402
 from focalclick_edge.evaluation.initial_masks import InitialMaskCache  # noqa: E402
 from focalclick_edge.evaluation.metrics import iou  # noqa: E402
 from focalclick_edge.evaluation.report import check_gate_runs, max_drop_failures  # noqa: E402
-from focalclick_edge.export.exporter import export_variant  # noqa: E402
 from focalclick_edge.fileio import sha256_file  # noqa: E402
 from focalclick_edge.runtime import session as session_mod  # noqa: E402
 
 GRABCUT = FIXTURES / "data" / "GrabCut"
 BERKELEY = FIXTURES / "data" / "Berkeley"
+N, FEAT, FEAT_C = 256, 32, 4  # Target / Focus Crop size, feature map size and channels
+PREPROCESSING = {"net_input_size": N, "refiner_input_size": N, "segmentor_disk_radius": 3,
+                 "refiner_disk_radius": 5, "feature_size": FEAT}
 
 
-def _add_run(model_dir: Path, backend: str, precision: str, source: tuple[str, str] = ("onnxruntime", "fp32")
-             ) -> None:
-    """List copies of the ``source`` graphs as another run in the card (a stand-in for a real INT8 export,
-    so that tests always have two runs whatever the exporter writes by default)."""
-    card_path = model_dir / "model_card.json"
-    card = json.loads(card_path.read_text())
-    if any(f["backend"] == backend and f["precision"] == precision for f in card["files"]):
-        return
-    for f in [f for f in card["files"] if (f["backend"], f["precision"]) == source]:
-        name = f"{f['role']}.{backend}-{precision}.onnx"
-        shutil.copyfile(model_dir / f["path"], model_dir / name)
-        card["files"].append({"role": f["role"], "backend": backend, "precision": precision, "path": name,
-                              "sha256": sha256_file(model_dir / name)})
-    card_path.write_text(json.dumps(card, indent=2))
+# ------------------------------------------------------------------------------------------ model dirs
+def _vi(name: str, shape: list[int]):
+    return onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, shape)
+
+
+def _init(name: str, value) -> onnx.TensorProto:
+    return onnx.numpy_helper.from_array(np.asarray(value, np.float32), name)
+
+
+def _dilated_clicks(src: str, out: str, cells: int) -> list:
+    """Click disks grown to blobs cheaply: max over 8x8 cells, a max filter over cells, nearest upsampling."""
+    h = onnx.helper
+    return [h.make_node("MaxPool", [src], [f"{out}_s"], kernel_shape=[8, 8], strides=[8, 8]),
+            h.make_node("MaxPool", [f"{out}_s"], [f"{out}_d"], kernel_shape=[cells, cells], pads=[cells // 2] * 4),
+            h.make_node("Resize", [f"{out}_d", "", "scales"], [out], mode="nearest")]
+
+
+def _io(role: str) -> tuple[list, list]:
+    if role == "segmentor":
+        return ([_vi("image_nd", [1, 4, N, N]), _vi("click_maps", [1, 2, N, N])],
+                [_vi("coarse_logits", [1, 1, N, N]), _vi("feature", [1, FEAT_C, FEAT, FEAT])])
+    return ([_vi("image_focus", [1, 3, N, N]), _vi("click_maps_focus", [1, 2, N, N]),
+             _vi("cropped_feature", [1, FEAT_C, FEAT, FEAT]), _vi("cropped_logits", [1, 1, N, N])],
+            [_vi("refined_logits", [1, 1, N, N])])
+
+
+def _blob_graphs(seed: int = 0) -> dict[str, onnx.GraphProto]:
+    """Object where the clicks and the previous mask say so, nudged by a random conv over the image."""
+    h = onnx.helper
+    rng = np.random.default_rng(seed)
+    w = np.zeros((1, 6, 3, 3), np.float32)
+    w[0, :3] = rng.normal(0, 0.3, (3, 3, 3))
+    w[0, 3:, 1, 1] = (2.0, 8.0, -8.0)  # previous mask, positive, negative clicks
+    seg_nodes = _dilated_clicks("click_maps", "big", 5) + [
+        h.make_node("Concat", ["image_nd", "big"], ["x"], axis=1),
+        h.make_node("Conv", ["x", "w", "b"], ["coarse_logits"], pads=[1] * 4),
+        h.make_node("Conv", ["x", "wf"], ["f"]),
+        h.make_node("AveragePool", ["f"], ["feature"], kernel_shape=[8, 8], strides=[8, 8])]
+    seg = h.make_graph(seg_nodes, "blob_segmentor", *_io("segmentor"),
+                       [_init("w", w), _init("b", [-3.0]), _init("wf", rng.normal(0, 1, (FEAT_C, 6, 1, 1))),
+                        _init("scales", [1, 1, 8, 8])])
+    wr = np.zeros((1, 6, 3, 3), np.float32)
+    wr[0, :3] = rng.normal(0, 0.3, (3, 3, 3))
+    wr[0, 3:, 1, 1] = (4.0, -4.0, 1.0)  # positive, negative clicks, coarse logits
+    ref_nodes = _dilated_clicks("click_maps_focus", "big", 3) + [
+        h.make_node("Concat", ["image_focus", "big", "cropped_logits"], ["y"], axis=1),
+        h.make_node("Conv", ["y", "wr", "br"], ["refined_logits"], pads=[1] * 4)]
+    ref = h.make_graph(ref_nodes, "blob_refiner", *_io("refiner"),
+                       [_init("wr", wr), _init("br", [0.0]), _init("scales", [1, 1, 8, 8])])
+    return {"segmentor": seg, "refiner": ref}
+
+
+def _constant_graphs(logit: float) -> dict[str, onnx.GraphProto]:
+    """A segmentor that says ``logit`` everywhere and a refiner that passes the coarse logits through."""
+    h = onnx.helper
+    seg = h.make_graph(
+        [h.make_node("ReduceMean", ["image_nd"], ["m"], axes=[1], keepdims=1),
+         h.make_node("Mul", ["m", "zero"], ["m0"]),
+         h.make_node("Add", ["m0", "c"], ["coarse_logits"]),
+         h.make_node("AveragePool", ["coarse_logits"], ["f1"], kernel_shape=[8, 8], strides=[8, 8]),
+         h.make_node("Tile", ["f1", "reps"], ["feature"])],
+        "constant_segmentor", *_io("segmentor"),
+        [_init("zero", 0.0), _init("c", logit), onnx.numpy_helper.from_array(np.array([1, FEAT_C, 1, 1]), "reps")])
+    ref = h.make_graph([h.make_node("Identity", ["cropped_logits"], ["refined_logits"])], "passthrough_refiner",
+                       *_io("refiner"))
+    return {"segmentor": seg, "refiner": ref}
+
+
+def _write_onnx(folder: Path, graphs: dict[str, onnx.GraphProto], precision: str, card: dict) -> None:
+    for role, graph in graphs.items():
+        model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+        model.ir_version = 8
+        onnx.checker.check_model(model)
+        name = f"{role}.{precision}.onnx"
+        onnx.save(model, str(folder / name))
+        card["files"].append({"role": role, "backend": "onnxruntime", "precision": precision, "path": name,
+                              "sha256": sha256_file(folder / name)})
+
+
+def _add_openvino_fp32(folder: Path, card: dict) -> None:
+    import openvino as ov
+
+    for role in ("segmentor", "refiner"):
+        xml = folder / f"{role}.fp32.xml"
+        ov.save_model(ov.Core().read_model(str(folder / f"{role}.fp32.onnx")), str(xml), compress_to_fp16=False)
+        card["files"].append({"role": role, "backend": "openvino", "precision": "fp32", "path": xml.name,
+                              "sha256": sha256_file(xml), "weights_path": xml.with_suffix(".bin").name,
+                              "weights_sha256": sha256_file(xml.with_suffix(".bin"))})
+
+
+def _new_card() -> dict:
+    return {"variant": "b0-s1", "preprocessing": dict(PREPROCESSING), "files": []}
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    """The make_weights b0-s1 export, with an extra ``ort-int8`` run (a copy of the FP32 graphs)."""
-    root = tmp_path_factory.mktemp("eval_b0s1")
-    ckpt = write_official_checkpoint("b0-s1", root / "ckpt.pth")
-    export_variant(None, root / "model", checkpoint=ckpt, log=lambda _m: None)
-    _add_run(root / "model", "onnxruntime", "int8")
-    return root / "model"
+    """The blob model as ort-fp32 and ov-fp32."""
+    folder = tmp_path_factory.mktemp("blob_model")
+    card = _new_card()
+    _write_onnx(folder, _blob_graphs(), "fp32", card)
+    _add_openvino_fp32(folder, card)
+    (folder / "model_card.json").write_text(json.dumps(card))
+    return folder
 
 
 def _eval(*args: str | Path) -> int:
@@ -65,7 +150,7 @@ def _eval(*args: str | Path) -> int:
 def one_worker_report(model_dir, tmp_path_factory) -> tuple[dict, Path]:
     out = tmp_path_factory.mktemp("eval_w1")
     rc = _eval("--model", model_dir, "--dataset", f"GrabCut={GRABCUT}", "--dataset", f"Berkeley={BERKELEY}",
-               "--runs", "ort-fp32,ort-int8", "--max-clicks", 3, "--workers", 1,
+               "--runs", "ort-fp32,ov-fp32", "--max-clicks", 3, "--workers", 1,
                "--json", out / "r.json", "--plot", out / "r.png")
     assert rc == 0
     return json.loads((out / "r.json").read_text()), out / "r.png"
@@ -73,7 +158,7 @@ def one_worker_report(model_dir, tmp_path_factory) -> tuple[dict, Path]:
 
 def test_two_workers_give_the_same_per_sample_iou_curves_as_one(model_dir, one_worker_report, tmp_path):
     rc = _eval("--model", model_dir, "--dataset", f"GrabCut={GRABCUT}", "--dataset", f"Berkeley={BERKELEY}",
-               "--runs", "ort-fp32,ort-int8", "--max-clicks", 3, "--workers", 2, "--json", tmp_path / "r.json")
+               "--runs", "ort-fp32,ov-fp32", "--max-clicks", 3, "--workers", 2, "--json", tmp_path / "r.json")
     assert rc == 0
     two = json.loads((tmp_path / "r.json").read_text())
     one = one_worker_report[0]
@@ -87,7 +172,7 @@ def test_two_workers_give_the_same_per_sample_iou_curves_as_one(model_dir, one_w
 def test_json_report_has_run_summaries_sample_curves_and_settings(one_worker_report):
     report, _ = one_worker_report
     # Two datasets: runs are keyed "<dataset>/<run>".
-    assert list(report["runs"]) == ["GrabCut/ort-fp32", "GrabCut/ort-int8", "Berkeley/ort-fp32", "Berkeley/ort-int8"]
+    assert list(report["runs"]) == ["GrabCut/ort-fp32", "GrabCut/ov-fp32", "Berkeley/ort-fp32", "Berkeley/ov-fp32"]
     for key, e in report["runs"].items():
         assert e["dataset"] == key.split("/")[0] and e["run"] == key.split("/")[1]
         for field in ("noc85", "noc90", "noc95"):
@@ -101,7 +186,7 @@ def test_json_report_has_run_summaries_sample_curves_and_settings(one_worker_rep
     for curve in curves.values():
         assert 1 <= len(curve["ious"]) <= 3 and len(curve["clicks"]) == len(curve["ious"])
     s = report["settings"]
-    assert s["mode"] == "scratch" and s["max_clicks"] == 3 and s["runs"] == ["ort-fp32", "ort-int8"]
+    assert s["mode"] == "scratch" and s["max_clicks"] == 3 and s["runs"] == ["ort-fp32", "ov-fp32"]
     assert set(s["datasets"]) == {"GrabCut", "Berkeley"} and s["stop_iou"] == 0.95
     assert "cpu_count" in report["hardware"] and "onnxruntime" in report["versions"]
 
@@ -124,7 +209,7 @@ def test_every_run_starts_from_the_same_cached_initial_mask(model_dir, tmp_path,
 
     monkeypatch.setattr(session_mod.Session, "set_mask", recording_set_mask)
     cache_dir = tmp_path / "cache"
-    args = ["--model", model_dir, "--dataset", f"GrabCut={GRABCUT}", "--runs", "ort-fp32,ort-int8",
+    args = ["--model", model_dir, "--dataset", f"GrabCut={GRABCUT}", "--runs", "ort-fp32,ov-fp32",
             "--max-clicks", 1, "--from-init-mask", "--init-mask-seed", 3, "--cache-dir", cache_dir,
             "--json", tmp_path / "r.json"]
     assert _eval(*args) == 0
@@ -133,7 +218,7 @@ def test_every_run_starts_from_the_same_cached_initial_mask(model_dir, tmp_path,
     cached = [cache.get("GrabCut", name, 3) for name in ds.names]
     assert all(m is not None for m in cached)
     # One worker: sample by sample, every run in turn; each got exactly the cached mask.
-    assert [(b, p) for b, p, _ in seen] == [("onnxruntime", "fp32"), ("onnxruntime", "int8")] * len(ds)
+    assert [(b, p) for b, p, _ in seen] == [("onnxruntime", "fp32"), ("openvino", "fp32")] * len(ds)
     for i, mask in enumerate(cached):
         assert seen[2 * i][2] == seen[2 * i + 1][2] == np.packbits(mask).tobytes()
 
@@ -147,7 +232,7 @@ def test_every_run_starts_from_the_same_cached_initial_mask(model_dir, tmp_path,
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["settings"]["mode"] == "init_mask" and report["settings"]["init_mask_seed"] == 3
     assert report["initial_masks"]["GrabCut"][sample.name]["iou"] == pytest.approx(iou(sample.gt, custom))
-    assert list(report["runs"]) == ["ort-fp32", "ort-int8"]  # one dataset: keyed by run id alone
+    assert list(report["runs"]) == ["ort-fp32", "ov-fp32"]  # one dataset: keyed by run id alone
 
 
 # ----------------------------------------------------------------------------------------------- gate
@@ -180,53 +265,15 @@ def test_gate_needs_the_fp32_run_of_the_same_backend():
         check_gate_runs(["ort-fp32", "ov-fp32"])
 
 
-def _constant_graphs(folder: Path, logit: float) -> tuple[Path, Path]:
-    """A segmentor that says ``logit`` everywhere and a refiner that passes the coarse logits through."""
-    from onnx import TensorProto, helper
-
-    f32 = TensorProto.FLOAT
-
-    def vi(name: str, shape: list[int]):
-        return helper.make_tensor_value_info(name, f32, shape)
-
-    consts = [helper.make_node("Constant", [], ["zero"], value=helper.make_tensor("z", f32, [], [0.0])),
-              helper.make_node("Constant", [], ["c"], value=helper.make_tensor("c_", f32, [], [logit]))]
-    seg = helper.make_graph(
-        consts + [helper.make_node("ReduceMean", ["image_nd"], ["m"], axes=[1], keepdims=1),
-                  helper.make_node("Mul", ["m", "zero"], ["m0"]),
-                  helper.make_node("Add", ["m0", "c"], ["coarse_logits"]),
-                  helper.make_node("Identity", ["coarse_logits"], ["feature"])],
-        "constant_segmentor", [vi("image_nd", [1, 4, 256, 256]), vi("click_maps", [1, 2, 256, 256])],
-        [vi("coarse_logits", [1, 1, 256, 256]), vi("feature", [1, 1, 256, 256])])
-    ref = helper.make_graph(
-        [helper.make_node("Identity", ["cropped_logits"], ["refined_logits"])], "passthrough_refiner",
-        [vi("image_focus", [1, 3, 256, 256]), vi("click_maps_focus", [1, 2, 256, 256]),
-         vi("cropped_feature", [1, 1, 32, 32]), vi("cropped_logits", [1, 1, 256, 256])],
-        [vi("refined_logits", [1, 1, 256, 256])])
-    paths = []
-    for graph, role in ((seg, "segmentor"), (ref, "refiner")):
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-        model.ir_version = 8
-        path = folder / f"{role}.{'pos' if logit > 0 else 'neg'}.onnx"
-        onnx.save(model, str(path))
-        paths.append(path)
-    return paths[0], paths[1]
-
-
 @pytest.fixture()
 def gate_setup(tmp_path) -> tuple[Path, Path]:
     """A model dir whose ort-fp32 says "all object" and whose ort-int8 says "all background", and a dataset
     whose objects fill the whole image: NoC90 is 1 for FP32 and 3 (never) for INT8 with 3 clicks."""
     model = tmp_path / "model"
     model.mkdir()
-    files = []
-    for precision, logit in (("fp32", 10.0), ("int8", -10.0)):
-        for role, path in zip(("segmentor", "refiner"), _constant_graphs(model, logit), strict=True):
-            files.append({"role": role, "backend": "onnxruntime", "precision": precision, "path": path.name,
-                          "sha256": sha256_file(path)})
-    card = {"variant": "b0-s1", "files": files, "preprocessing": {
-        "net_input_size": 256, "refiner_input_size": 256, "segmentor_disk_radius": 3, "refiner_disk_radius": 5,
-        "feature_size": 32}}
+    card = _new_card()
+    _write_onnx(model, _constant_graphs(10.0), "fp32", card)
+    _write_onnx(model, _constant_graphs(-10.0), "int8", card)
     (model / "model_card.json").write_text(json.dumps(card))
     data = tmp_path / "whole"
     (data / "images").mkdir(parents=True)

@@ -89,3 +89,14 @@ def test_losses_behave() -> None:
     bnd = torch.from_numpy(boundary_map(target[0, 0].numpy()))[None, None].expand(2, 1, 32, 32)
     flat = torch.zeros_like(good)
     assert boundary_weighted_nfl(good, target, bnd) < boundary_weighted_nfl(flat, target, bnd)
+
+
+def test_noc_validation_runs_the_click_loop() -> None:
+    from focalclick_edge.evaluation.datasets import load_dataset
+    from focalclick_edge.models import build_model
+    from focalclick_edge.training.validate import noc_validation
+
+    ds = load_dataset("COCO_MVal", DATA)
+    samples = [(ds[0].image, ds[0].gt)]
+    res = noc_validation(build_model("b0-s1"), samples, max_clicks=2)
+    assert 1 <= res["NoC@90"] <= 2 and 0.0 <= res["mIoU@1"] <= 1.0 and res["samples"] == 1

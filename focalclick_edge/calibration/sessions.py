@@ -227,15 +227,16 @@ def record_calibration(
         if skipped:
             why.append("skipped: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in skipped.items()))
         if not problems["unreadable"] and not problems["failed"]:
-            why.append(f"each image gives {SCRATCH_CLICKS + INIT_MASK_CLICKS}; use more images (--calib-size)")
+            per_image = SCRATCH_CLICKS + INIT_MASK_CLICKS
+            why.append(f"each image gives {per_image}; use more images (--calib-size)")
         raise too_few(found, "; ".join(why))
     meta = {
         "key": key,
         "recipe_version": RECIPE_VERSION,
-        "recipe": (f"per image: one NoC-clicker session from scratch ({SCRATCH_CLICKS} clicks) and one from a "
-                   f"generated initial mask ({INIT_MASK_CLICKS} clicks, FocalClick DAVIS-585 recipe, IoU "
-                   "0.75-0.85), run through runtime.Session with the FP32 ONNX graphs; every Segmentor and "
-                   "Refiner call recorded"),
+        "recipe": (f"per image: one NoC-clicker session from scratch ({SCRATCH_CLICKS} clicks) and one "
+                   f"from a generated initial mask ({INIT_MASK_CLICKS} clicks, FocalClick DAVIS-585 recipe, "
+                   "IoU 0.75-0.85), run through runtime.Session with the FP32 ONNX graphs; every Segmentor "
+                   "and Refiner call recorded"),
         "images_used": len(cal_set.indices) - len(problems["unreadable"]) - len(problems["failed"]),
         "unreadable": problems["unreadable"],
         "failed": problems["failed"],

@@ -11,7 +11,7 @@ from ..errors import UserError
 EPILOG = """\
 runs: ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8 (default: every run the model directory has).
 Sessions run until IoU >= --stop-iou (0.95) or --max-clicks, so NoC85/90/95 come from one pass; the
-official scripts stop at 0.90, which gives the same NoC85/NoC90 but a lower mIoU@k curve.
+official scripts stop at 0.90, which gives the same NoC85/NoC90 but a different mIoU@k curve.
 With --max-drop X the exit status is 1 when an INT8 run's NoC90 exceeds that of the FP32 run of the
 same backend (ort-int8 vs ort-fp32, ov-int8 vs ov-fp32) by more than X clicks.
 """
@@ -135,26 +135,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def add_eval_subcommand(sub: Any, register: Any) -> None:
     p = sub.add_parser("eval", help="NoC/NoF/mIoU@k and per-click latency of exported runs on benchmark datasets",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model directory written by `export`")
+    p.add_argument("--model", required=True, metavar="DIR", help="model directory written by `export`")
     p.add_argument("--dataset", action="append", metavar="NAME=PATH",
                    help="dataset folder; NAME picks the layout (GrabCut, Berkeley, DAVIS, COCO_MVal, SBD, or any "
                         "name for images/+masks/); repeat for several")
-    p.add_argument("--runs", help="comma-separated run ids (default: every run the model directory has)")
+    p.add_argument("--runs", metavar="IDS", help="comma-separated run ids (default: every run the model directory has)")
     p.add_argument("--from-init-mask", action="store_true",
                    help="Interactive Mask Correction: start every session from a generated defective mask "
                         "(the same cached mask for every run)")
-    p.add_argument("--init-mask-seed", type=int, default=None, help="seed of the initial masks (default 0)")
-    p.add_argument("--cache-dir", type=Path, default=None,
-                   help="initial-mask cache (default: ~/.cache/focalclick-edge/init_masks)")
-    p.add_argument("--max-clicks", type=int, default=20)
-    p.add_argument("--stop-iou", type=float, default=0.95,
+    p.add_argument("--init-mask-seed", type=int, default=None, metavar="S",
+                   help="seed of the initial masks (default 0)")
+    p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                   help="initial-mask cache (default: $XDG_CACHE_HOME or ~/.cache, then focalclick-edge/init_masks)")
+    p.add_argument("--max-clicks", type=int, default=20, metavar="N", help="clicks per session (default 20)")
+    p.add_argument("--stop-iou", type=float, default=0.95, metavar="IOU",
                    help="stop a session at this IoU (default 0.95 so NoC95 is measured; official: 0.90)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N samples of each dataset")
-    p.add_argument("--workers", type=int, default=1, help="parallel processes (results do not depend on it)")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N samples of each dataset")
+    p.add_argument("--workers", type=int, default=1, metavar="K",
+                   help="parallel processes (results do not depend on it)")
+    p.add_argument("--threads", type=int, default=None, metavar="T",
                    help="threads per session (default: backend default with 1 worker, else cores / workers)")
-    p.add_argument("--json", help="write the full report (summaries, per-sample IoU curves, settings) here")
-    p.add_argument("--plot", help="write a PNG of mIoU vs clicks, one line per run (needs matplotlib)")
+    p.add_argument("--json", metavar="OUT.json",
+                   help="write the full report (summaries, per-sample IoU curves, settings) here")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="write a PNG of mIoU vs clicks, one line per run (needs matplotlib)")
     p.add_argument("--max-drop", type=float, default=None, metavar="CLICKS",
                    help="exit 1 when an INT8 run's NoC90 exceeds its FP32 run's by more than this")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -170,7 +170,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
     if not tasks:
         raise UserError("no samples to evaluate")
     workers = min(settings.workers, len(tasks))
-    threads = settings.threads if settings.threads is not None else default_threads(settings.workers)
+    threads = settings.threads if settings.threads is not None else default_threads(workers)
     n_runs = len(settings.runs)
 
     slots: list[list[Any]] = [[None] * n for n in counts]

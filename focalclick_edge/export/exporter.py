@@ -35,12 +35,34 @@ def export_variant(
     out_dir: str | Path,
     checkpoint: str | Path | None = None,
     log: Log = print,
+    int8: bool = False,
+    calib_data: str | Path | None = None,
+    calib_size: int | None = None,
+    max_drop: float | None = None,
+    seed: int = 0,
+    progress: bool = False,
+    calib_cache_dir: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Export one checkpoint into ``out_dir`` atomically and return its model card."""
+    """Export one checkpoint into ``out_dir`` atomically and return its model card.
+
+    Always: FP32 ONNX and FP32 + FP16-compressed OpenVINO IR of both graphs, each checked against the
+    reference (PyTorch, then ONNX Runtime). With ``int8``: calibration on ``calib_size`` images of
+    ``calib_data`` (None: the built-in set; any standard benchmark folder), ONNX Runtime QDQ and
+    OpenVINO/NNCF INT8, and their agreement with FP32 on held-out sessions; ``max_drop`` (mean IoU vs
+    FP32, absolute) enables accuracy control. ``calib_cache_dir`` overrides where recorded calibration
+    inputs are cached. The returned card also carries ``summary`` (table rows and next commands), which
+    is printed through ``log`` and not written to disk."""
     from ..models import CheckpointError, load_checkpoint
     from .onnx_export import export_onnx
+    from .openvino_export import check_openvino_ir, export_openvino_ir, ir_relpath
     from .verify_inputs import real_verify_inputs
 
+    if max_drop is not None and not int8:
+        raise UserError("--max-drop only applies to INT8 export; add --int8")
+    if max_drop is not None and not 0.0 < max_drop < 1.0:
+        raise UserError(f"--max-drop is an absolute drop of mean IoU vs FP32, between 0 and 1 "
+                        f"(got {max_drop})")
+    t_start = time.perf_counter()
     ckpt = resolve_checkpoint(variant, checkpoint)
     try:
         model = load_checkpoint(ckpt, variant)
@@ -48,8 +70,14 @@ def export_variant(
         raise UserError(str(exc)) from None
     v = get_variant(model.variant.id)
     timings: dict[str, float] = {}
+    per_file_s: dict[str, float] = {}
     with atomic_directory(out_dir) as tmp:
         card = base_card(v, ckpt, sha256_file(ckpt))
+
+        def write_card() -> None:
+            # The runtime Session (calibration, agreement) finds files through the card.
+            write_json_atomic(tmp / CARD_NAME, card)
+
         t0 = time.perf_counter()
         verify = real_verify_inputs(model, v)
         report = export_onnx(model, v, tmp, verify)
@@ -58,11 +86,88 @@ def export_variant(
         card["verification"] = {
             "inputs": "bundled COCO-MVal sample, second-click style Target/Focus Crops",
             "onnx_vs_torch_max_abs_diff": report["max_abs_diff"],
-            "onnx_vs_torch_tolerance": report["tolerance"],
         }
         for role in ("segmentor", "refiner"):
             card["files"].append(file_entry(tmp, f"{role}.fp32.onnx", role, "onnxruntime", "fp32"))
+            per_file_s[f"{role}.fp32.onnx"] = round(timings["onnx_export_s"] / 2, 2)
+
+        t0 = time.perf_counter()
+        ov_diffs = {}
+        for role in ("segmentor", "refiner"):
+            t1 = time.perf_counter()
+            export_openvino_ir(tmp / f"{role}.fp32.onnx", tmp, role)
+            ov_diffs[role] = check_openvino_ir(tmp, role, [verify[role]])
+            for precision in ("fp32", "fp16"):
+                rel = ir_relpath(role, precision)
+                card["files"].append(file_entry(tmp, rel, role, "openvino", precision))
+                per_file_s[rel] = round((time.perf_counter() - t1) / 2, 2)
+        timings["openvino_ir_s"] = round(time.perf_counter() - t0, 2)
+        card["openvino"] = {
+            "ir": "openvino.Core.read_model(ONNX) + openvino.save_model (no ovc / convert_model)",
+            "fp16": "compress_to_fp16=True: FP16 weights, decompressed to f32 at load "
+                    "(the runtime sets INFERENCE_PRECISION_HINT=f32)",
+        }
+        card["verification"]["openvino_vs_onnx_max_abs_diff"] = ov_diffs
+        card["verification"]["openvino_inputs"] = "bundled sample"
         card["timings"] = timings
-        write_json_atomic(tmp / CARD_NAME, card)
-    log(f"wrote {Path(out_dir)} ({v.id}): " + ", ".join(f["path"] for f in card["files"]))
-    return card
+        write_card()
+
+        if int8:
+            from ..quantization.pipeline import run_int8_stage
+
+            run_int8_stage(tmp, card, v, write_card, calib_data, calib_size, seed, max_drop, calib_cache_dir,
+                           progress, log, timings, per_file_s)
+        timings["total_s"] = round(time.perf_counter() - t_start, 2)
+        card["timings"] = {**timings, "per_file_s": per_file_s}
+        write_card()
+    summary = export_summary(card, Path(out_dir))
+    for line in summary["lines"]:
+        log(line)
+    return {**card, "summary": summary}
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+def next_commands(out_dir: Path, card: dict[str, Any]) -> list[str]:
+    """What to run next with the exported directory (the CLI's segment / eval / bench commands)."""
+    combos = sorted({(f["backend"], f["precision"]) for f in card["files"]})
+    best = ("openvino", "int8") if ("openvino", "int8") in combos else ("openvino", "fp32")
+    backend, precision = best
+    return [
+        f"focalclick-edge segment --model {out_dir} --image IMAGE.jpg --click X,Y "
+        f"--backend {backend} --precision {precision}",
+        f"focalclick-edge eval --model {out_dir} --dataset GrabCut --data PATH/GrabCut "
+        f"--backend {backend} --precision {precision}",
+        f"focalclick-edge bench --model {out_dir} "
+        + " ".join(f"--backend {b} --precision {p}" for b, p in combos[:1])
+        + "  # combos: " + ", ".join(f"{b}/{p}" for b, p in combos),
+    ]
+
+
+def export_summary(card: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Rows (file, backend, precision, size, seconds) + agreement + next commands, as data and as lines."""
+    per_file = card.get("timings", {}).get("per_file_s", {})
+    rows = []
+    for f in card["files"]:
+        size = f["size_bytes"] + f.get("weights_size_bytes", 0)
+        rows.append({"file": f["path"], "backend": f["backend"], "precision": f["precision"],
+                     "size_bytes": size, "seconds": per_file.get(f["path"])})
+    width = max(len(r["file"]) for r in rows)
+    lines = [f"wrote {out_dir} ({card['variant']}) in {card['timings'].get('total_s', 0):.0f} s",
+             f"  {'file':<{width}}  {'backend':<11} {'prec':<5} {'size':>10} {'time':>7}"]
+    for r in rows:
+        secs = "" if r["seconds"] is None else f"{r['seconds']:.1f} s"
+        lines.append(f"  {r['file']:<{width}}  {r['backend']:<11} {r['precision']:<5} "
+                     f"{_size(r['size_bytes']):>10} {secs:>7}")
+    agreement = card.get("quantization", {}).get("agreement", {})
+    for key in ("onnxruntime/int8", "openvino/int8", "openvino/fp16"):
+        a = agreement.get(key)
+        if a and a.get("mean_iou") is not None:
+            lines.append(f"  {key} vs FP32 on {a['sessions']} held-out sessions: "
+                         f"mean IoU {a['mean_iou']:.3f}, min {a['min_iou']:.3f}")
+    cmds = next_commands(out_dir, card)
+    lines.append("next:")
+    lines.extend(f"  {c}" for c in cmds)
+    return {"rows": rows, "next_commands": cmds, "lines": lines}

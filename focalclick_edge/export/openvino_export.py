@@ -80,17 +80,22 @@ def _output_names(onnx_path: Path) -> list[str]:
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
-    return [o.name for o in ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"]).get_outputs()]
+    sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+    return [o.name for o in sess.get_outputs()]
 
 
 def check_openvino_ir(
-    out_dir: Path, role: str, feeds: list[dict[str, np.ndarray]], precisions: tuple[str, ...] = ("fp32", "fp16")
+    out_dir: Path,
+    role: str,
+    feeds: list[dict[str, np.ndarray]],
+    precisions: tuple[str, ...] = ("fp32", "fp16"),
 ) -> dict[str, dict[str, float]]:
     """Compare each IR precision of ``role`` with ``<role>.fp32.onnx``; raise when FP32 is off."""
     onnx_path = out_dir / f"{role}.fp32.onnx"
     report = {}
     for precision in precisions:
-        diffs, scale = max_abs_diff_vs_onnx(onnx_path, out_dir / ir_relpath(role, precision), feeds, precision)
+        ir_path = out_dir / ir_relpath(role, precision)
+        diffs, scale = max_abs_diff_vs_onnx(onnx_path, ir_path, feeds, precision)
         report[precision] = diffs
         atol, rtol = TOLERANCE[precision]
         for name, d in diffs.items():

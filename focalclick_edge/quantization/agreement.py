@@ -36,9 +36,11 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else inter / union
 
 
-def holdout_indices(cal_set: Any, n: int = AGREEMENT_IMAGES) -> tuple[Any, list[int], bool]:
-    """(dataset, indices, held_out): images of the calibration source not used for calibration; when
-    the source is used up, the built-in set's unused images; failing that, calibration images."""
+def holdout_indices(cal_set: Any, n: int | None = None) -> tuple[Any, list[int], bool]:
+    """(dataset, indices, held_out): ``n`` (default AGREEMENT_IMAGES) images of the calibration source
+    not used for calibration; when the source is used up, the built-in set's unused images; failing
+    that, calibration images."""
+    n = AGREEMENT_IMAGES if n is None else n
     if cal_set.holdout:
         return cal_set.dataset, list(cal_set.holdout[:n]), True
     if cal_set.source != "built-in":
@@ -49,29 +51,49 @@ def holdout_indices(cal_set: Any, n: int = AGREEMENT_IMAGES) -> tuple[Any, list[
     return cal_set.dataset, list(cal_set.indices[:n]), False
 
 
-def reference_sessions(model_dir: Path, dataset: Any, indices: list[int], seed: int) -> list[ReferenceSession]:
-    """FP32 ONNX Runtime sessions driven by the NoC clicker: their clicks and masks."""
+def reference_sessions(
+    model_dir: Path, dataset: Any, indices: list[int], seed: int
+) -> tuple[list[ReferenceSession], dict[str, list[dict[str, np.ndarray]]]]:
+    """FP32 ONNX Runtime sessions driven by the NoC clicker: their clicks and masks, and the graph
+    inputs they fed (for per-graph output checks on the same held-out clicks)."""
+    from ..calibration.recorder import recording
     from ..evaluation.initial_masks import make_initial_mask
     from ..runtime.session import Session
 
     session = Session(model_dir, "onnxruntime", "fp32")
     refs = []
-    for i in indices:
-        try:
-            s = dataset[i]
-        except ValueError:
-            continue
-        session.set_image(s.image)
-        refs.append(ReferenceSession(s.name, s.image, s.gt, None, run_noc_session(session, s.gt, SCRATCH_CLICKS)))
-        init, _ = make_initial_mask(s.image, s.gt, seed, name=s.name)
-        refs.append(ReferenceSession(s.name, s.image, s.gt, init,
-                                     run_noc_session(session, s.gt, INIT_MASK_CLICKS, init_mask=init)))
-    return refs
+    with recording(session) as (rec_seg, rec_ref):
+        for i in indices:
+            try:
+                s = dataset[i]
+            except ValueError:
+                continue
+            session.set_image(s.image)
+            run = run_noc_session(session, s.gt, SCRATCH_CLICKS)
+            refs.append(ReferenceSession(s.name, s.image, s.gt, None, run))
+            init, _ = make_initial_mask(s.image, s.gt, seed, name=s.name)
+            run = run_noc_session(session, s.gt, INIT_MASK_CLICKS, init_mask=init)
+            refs.append(ReferenceSession(s.name, s.image, s.gt, init, run))
+    return refs, {"segmentor": rec_seg.records, "refiner": rec_ref.records}
+
+
+def output_error(model: Any, reference: Any, feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """First output (the logits) of ``model`` vs ``reference`` on ``feeds``: mean |error| relative to the
+    reference logits' spread, and the fraction of pixels whose sign (mask at 0.5) flips."""
+    rel, flip = [], []
+    for f in feeds:
+        r = np.array(reference.run(f)[0], dtype=np.float32, copy=True)
+        o = np.array(model.run(f)[0], dtype=np.float32, copy=True)
+        rel.append(float(np.mean(np.abs(o - r)) / max(float(np.std(r)), 1e-6)))
+        flip.append(float(np.mean((o > 0) != (r > 0))))
+    return {"rel_mean_abs_err": round(float(np.mean(rel)), 5),
+            "sign_flip_rate": round(float(np.mean(flip)), 6), "inputs": len(feeds)}
 
 
 def replay_agreement(session: Any, refs: list[ReferenceSession]) -> dict[str, Any]:
     """Replay every reference session on ``session``; IoU with the FP32 mask after each click."""
     per_click: list[float] = []
+    pixels: list[float] = []
     final: list[float] = []
     current = None
     for ref in refs:
@@ -81,6 +103,7 @@ def replay_agreement(session: Any, refs: list[ReferenceSession]) -> dict[str, An
         run = run_noc_session(session, ref.gt, 0, init_mask=ref.init_mask, clicks=ref.run.clicks)
         ious = [mask_iou(a, b) for a, b in zip(run.masks, ref.run.masks, strict=True)]
         per_click.extend(ious)
+        pixels.extend(float(np.mean(a == b)) for a, b in zip(run.masks, ref.run.masks, strict=True))
         final.append(ious[-1])
     if not per_click:
         return {"sessions": 0, "clicks": 0, "mean_iou": None, "min_iou": None, "final_mean_iou": None}
@@ -90,6 +113,8 @@ def replay_agreement(session: Any, refs: list[ReferenceSession]) -> dict[str, An
         "mean_iou": round(float(np.mean(per_click)), 5),
         "min_iou": round(float(np.min(per_click)), 5),
         "final_mean_iou": round(float(np.mean(final)), 5),
+        # Pixel agreement stays meaningful where IoU is not: on near-empty masks a few pixels swing IoU.
+        "mean_pixel_agreement": round(float(np.mean(pixels)), 5),
     }
 
 

@@ -89,7 +89,8 @@ def quantize_onnx(
                 weight_type=QuantType.QInt8,
                 nodes_to_exclude=exclude,
                 calibrate_method=getattr(CalibrationMethod, calibrate_method),
-                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, **(extra_options or {})},
+                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                               **(extra_options or {})},
             )
     return {
         "tool": "onnxruntime.quantization.quantize_static",

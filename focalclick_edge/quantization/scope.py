@@ -29,7 +29,8 @@ def onnx_float_tail(model: Any) -> list[str]:
     # Graph nodes are topologically sorted in ONNX, so one reverse sweep settles reachability.
     for i in range(len(nodes) - 1, -1, -1):
         n = nodes[i]
-        reaches[i] = n.op_type in ONNX_WEIGHTED or any(reaches[j] for t in n.output for j in consumers.get(t, []))
+        downstream = (j for t in n.output for j in consumers.get(t, []))
+        reaches[i] = n.op_type in ONNX_WEIGHTED or any(reaches[j] for j in downstream)
     return [n.name for i, n in enumerate(nodes) if not reaches[i] and n.op_type not in ONNX_SKIP]
 
 
@@ -41,7 +42,8 @@ def ov_float_tail(model: Any) -> list[str]:
     for op in ops:  # forward: does the op carry activations (not constants, not shape arithmetic)?
         srcs = [v.get_node() for v in op.input_values()]
         kind = op.get_type_name()
-        data[id(op)] = kind == "Parameter" or (kind != "ShapeOf" and any(data.get(id(s), False) for s in srcs))
+        fed = any(data.get(id(s), False) for s in srcs)
+        data[id(op)] = kind == "Parameter" or (kind != "ShapeOf" and fed)
     reaches: dict[int, bool] = {}
     for op in reversed(ops):
         reaches[id(op)] = op.get_type_name() in OV_WEIGHTED or any(

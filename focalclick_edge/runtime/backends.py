@@ -32,6 +32,11 @@ class OrtModel(CompiledModel):
         if threads:
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
+        # No busy-waiting between runs: ORT's idle workers otherwise spin on the cores that the NumPy
+        # stages between the two graphs (and any other thread of the host app) need. Measured on
+        # 2 cores with other load: b0-s1 ort-fp32 149 -> 61 ms per click; on an idle machine the
+        # wake-up cost is within noise (see the bench notes in focalclick_edge/bench/runner.py).
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
@@ -42,13 +47,25 @@ class OrtModel(CompiledModel):
         return self._sess.run(self._outputs, feeds)
 
 
+_OV_CORE = None
+
+
+def _ov_core():
+    """One ``ov.Core`` per process: creating it loads the plugins (tens of ms), and both graphs of a
+    Session -- and every Session -- can share it."""
+    global _OV_CORE
+    if _OV_CORE is None:
+        import openvino as ov
+
+        _OV_CORE = ov.Core()
+    return _OV_CORE
+
+
 class OpenVINOModel(CompiledModel):
     backend = "openvino"
 
     def __init__(self, path: Path, threads: int | None, precision: str) -> None:
-        import openvino as ov
-
-        core = ov.Core()
+        core = _ov_core()
         config: dict[str, object] = {
             "PERFORMANCE_HINT": "LATENCY",
             # On AVX512-BF16 / AMX CPUs the plugin would otherwise run fp32 graphs in bf16.
@@ -59,16 +76,24 @@ class OpenVINOModel(CompiledModel):
         try:
             compiled = core.compile_model(str(path), "CPU", config)
         except Exception as exc:  # openvino raises RuntimeError subclasses with long messages
-            raise UserError(f"model file {path} is corrupt or not an OpenVINO IR ({str(exc)[:120]})") from None
+            raise UserError(
+                f"model file {path} is corrupt or not an OpenVINO IR ({str(exc)[:120]})"
+            ) from None
         self._req = compiled.create_infer_request()
         self._n_out = len(compiled.outputs)
 
     def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        self._req.infer(feeds, share_inputs=True)
+        """Outputs are views of the request's own buffers (no copy): valid until this model runs again.
+
+        ``share_inputs`` wraps the caller's arrays instead of copying them in; ``share_outputs`` stops
+        ``infer`` from copying every output into the dict it returns, which is not used here.
+        """
+        self._req.infer(feeds, share_inputs=True, share_outputs=True)
         return [self._req.get_output_tensor(i).data for i in range(self._n_out)]
 
 
-def compile_model(path: Path, backend: str, precision: str = "fp32", threads: int | None = None) -> CompiledModel:
+def compile_model(path: Path, backend: str, precision: str = "fp32",
+                  threads: int | None = None) -> CompiledModel:
     if backend == "onnxruntime":
         return OrtModel(path, threads)
     if backend == "openvino":

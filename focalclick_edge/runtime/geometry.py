@@ -498,15 +498,15 @@ def _roi_axis_samples(start: np.float32, end: np.float32, n_out: int, size: int,
     return grid, low, high, w_low, w_high
 
 
-def _roi_axis_matrix(start: np.float32, end: np.float32, n_out: int, size: int,
-                     sampling_ratio: int) -> np.ndarray:
-    """One axis of the RoIAlign kernel as an ``(n_out, size)`` interpolation matrix.
+def _roi_axis_matrix(samples: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], n_out: int,
+                     size: int) -> np.ndarray:
+    """One axis of the RoIAlign kernel (``_roi_axis_samples``) as an ``(n_out, size)`` interpolation matrix.
 
     Each row is divided by its grid count, so the product of the two matrices divides by
     ``grid_h * grid_w``; with no samples (empty RoI) the matrix is zero, which matches the kernel's
     ``max(count, 1)`` division of an empty sum.
     """
-    grid, low, high, w_low, w_high = _roi_axis_samples(start, end, n_out, size, sampling_ratio)
+    grid, low, high, w_low, w_high = samples
     if grid <= 0:
         return np.zeros((n_out, size), np.float32)
     base = np.repeat(np.arange(n_out), grid) * size
@@ -567,8 +567,8 @@ def roi_align_aligned(feature: np.ndarray, box_xyxy: Sequence[float], out_hw: tu
         tmp *= wxh
         out += tmp
         return out
-    wy = _roi_axis_matrix(ys, ye, oh, h, sampling_ratio)
-    wx = _roi_axis_matrix(xs, xe, ow, w, sampling_ratio)
+    wy = _roi_axis_matrix(ay, oh, h)
+    wx = _roi_axis_matrix(ax, ow, w)
     ry, rx = np.flatnonzero(wy.any(axis=0)), np.flatnonzero(wx.any(axis=0))
     if ry.size == 0 or rx.size == 0:
         return np.zeros((c, oh, ow), np.float32)

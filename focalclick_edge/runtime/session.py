@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import UserError
 from . import geometry as g
-from .backends import compile_model
+from .backends import CompiledModel, compile_model
 from .images import to_rgb_uint8
 from .model_dir import ModelDir
 
@@ -82,15 +82,20 @@ class Session:
         self.seg_radius = float(pre["segmentor_disk_radius"])
         self.ref_radius = float(pre["refiner_disk_radius"])
         self.feature_size = int(pre["feature_size"])
-        seg_path = self.model_dir.graph_file("segmentor", backend, precision)
-        ref_path = self.model_dir.graph_file("refiner", backend, precision)
         # Compiled once per Session; every click reuses them (and their inference requests).
-        self._segmentor = compile_model(seg_path, backend, precision, threads)
-        self._refiner = compile_model(ref_path, backend, precision, threads)
+        self._segmentor, self._refiner = self._load_graphs(threads)
         self.load_ms = (time.perf_counter() - t0) * 1e3
         self._image: np.ndarray | None = None  # (3, H, W) float32 in [0, 1], channels first
         self._state = _State()
         self._history: list[_State] = []
+
+    def _load_graphs(self, threads: int | None) -> tuple[CompiledModel, CompiledModel]:
+        """The Segmentor and Refiner of ``self.backend`` / ``self.precision``; a subclass may run other
+        engines on the same per-click pipeline (the benchmark's PyTorch reference does)."""
+        seg_path = self.model_dir.graph_file("segmentor", self.backend, self.precision)
+        ref_path = self.model_dir.graph_file("refiner", self.backend, self.precision)
+        return (compile_model(seg_path, self.backend, self.precision, threads),
+                compile_model(ref_path, self.backend, self.precision, threads))
 
     @property
     def variant(self) -> str:

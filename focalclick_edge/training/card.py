@@ -103,6 +103,8 @@ def build_card(run_dir: str | Path, checkpoint: Path, which: str) -> dict[str, A
     wall = sum(r.get("step_s", 0.0) for r in by_step.values())
     recent = [by_step[s] for s in sorted(by_step)[-100:]]
     best = min((v for v in val_log if "NoC@90" in v), key=lambda v: v["NoC@90"], default=None)
+    use_best = best is not None and which.startswith("best")
+    ckpt_step = int(best["step"]) if use_best else steps
     data = []
     for name, info in run["data"].items():
         data.append({"name": name, "samples": info["samples"], "skipped": info["skipped"],
@@ -118,10 +120,13 @@ def build_card(run_dir: str | Path, checkpoint: Path, which: str) -> dict[str, A
         "status": "work in progress: a from-scratch demo model, far below the paper's pretrained numbers",
         "training_data": data,
         "never_trained_on": ["GrabCut", "Berkeley", "DAVIS"],
-        "iterations": steps,
+        # The shipped weights are those of the best validation step; the run may have gone on since.
+        "checkpoint_iteration": ckpt_step,
+        "checkpoint_train_wall_hours": best.get("wall_h") if use_best else round(wall / 3600, 2),
+        "run_iterations_so_far": steps,
         "batch": cfg["batch"],
-        "samples_seen": steps * cfg["batch"],
-        "train_wall_hours": round(wall / 3600, 2),
+        "samples_seen_by_checkpoint": ckpt_step * cfg["batch"],
+        "run_train_wall_hours": round(wall / 3600, 2),
         "recent_train_loss": round(sum(r["loss"] for r in recent) / max(1, len(recent)), 4),
         "recent_train_iou_coarse": round(sum(r["train_iou"] for r in recent) / max(1, len(recent)), 4),
         "hardware": f"{platform.machine()} CPU, {os.cpu_count()} vCPUs shared with other jobs, "

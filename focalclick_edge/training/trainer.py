@@ -42,9 +42,9 @@ class TrainConfig:
     data: list[tuple[str, str]] = field(default_factory=list)
     out: str = "runs/train"
     iters: int = 20000
-    batch: int = 8
-    lr: float = 1e-3
-    warmup: int = 300
+    batch: int = 4
+    lr: float = 6e-4
+    warmup: int = 150
     milestones: tuple[float, float] = (0.83, 0.92)  # fractions of ``iters`` (official: epochs 190/210 of 230)
     lr_gamma: float = 0.1
     grad_clip: float = 2.0
@@ -52,9 +52,9 @@ class TrainConfig:
     copy_paste_prob: float = 0.25
     boundary_weight: float = 1.5
     val: list[tuple[str, str]] = field(default_factory=list)
-    val_every: int = 500
-    val_count: int = 40
-    save_every: int = 50
+    val_every: int = 300
+    val_count: int = 24
+    save_every: int = 25
     threads: int = 2
     seed: int = 0
     device: str = "auto"

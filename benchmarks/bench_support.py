@@ -1,0 +1,52 @@
+"""Helpers shared by the benchmark files (plain module: ``conftest`` is a name pytest owns)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from focalclick_edge.bench.runner import RUNS, available_runs
+from focalclick_edge.runtime import Session
+from focalclick_edge.runtime.model_dir import ModelDir
+
+# The click whose inputs the stage benchmarks use: past the first (full-image) click, so the
+# Target Crop, the stale-box logic and the focus component are all exercised as in a real session.
+BENCH_CLICK = 4
+
+
+def run_params() -> list[str]:
+    return list(RUNS)
+
+
+def open_run(model_dir: Path, run: str, threads: int) -> Session:
+    if run not in available_runs(ModelDir.open(model_dir)):
+        pytest.skip(f"{model_dir} has no {run} files")
+    backend, precision = RUNS[run]
+    return Session(model_dir, backend=backend, precision=precision, threads=threads)
+
+
+
+@dataclass
+class ClickInputs:
+    """Every intermediate of click ``BENCH_CLICK``, computed the way Session.add_click does."""
+
+    image: np.ndarray  # (3, H, W) float32
+    prev_prob: np.ndarray
+    clicks: np.ndarray  # (N, 3) float64 rows (y, x, positive)
+    input_box: tuple[int, int, int, int]  # inclusive Zoom-In box used for the crop
+    global_roi: tuple[int, int, int, int]
+    coarse256: np.ndarray
+    feature: np.ndarray
+    logit_box: np.ndarray
+    pred: np.ndarray
+    prev_mask: np.ndarray
+    focus: tuple[int, int, int, int]
+    roi: np.ndarray
+    refined: np.ndarray
+    net_size: int
+    ref_size: int
+    feature_size: int
+    seg_radius: float
+    ref_radius: float

@@ -1,0 +1,244 @@
+"""`focalclick-edge bench`: per-click latency of every runtime configuration of a model directory.
+
+Protocol (what the numbers mean):
+
+* **Sessions are realistic.** One real image; clicks come from the standard NoC clicker
+  (evaluation/clicker.py) against its ground-truth mask. The click list is generated once, by the
+  first run (from its own predictions), and every other run -- and the PyTorch reference -- replays
+  exactly that list, so every run does identical geometric work.
+* **Warm-up excluded.** Before timing, each run plays ``warmup`` clicks (the generating run plays the
+  whole clicker session) untimed; then ``sessions`` timed sessions of the full list on a fresh
+  ``set_image``. Per stage p50 / p90 are over all timed clicks. Stage times are the runtime's own
+  ``ClickResult.timings`` (perf_counter around each stage); the clicker itself is never timed.
+* **One process per run.** Each run executes in a fresh Python subprocess (bench/worker.py), so one
+  run's allocations, thread pools and caches cannot distort the next, and peak RSS is per run:
+  ``peak_rss_mb`` is that process's high-water mark (``VmHWM`` in /proc/self/status; ``ru_maxrss``
+  where /proc is missing) -- interpreter, libraries, model and session buffers, i.e. what an app
+  running this configuration needs. ``model_rss_mb`` is the part above the process after importing
+  NumPy, OpenCV and the backend library (``VmHWM`` at the end minus ``VmRSS`` before loading), i.e.
+  what the model and the session add.
+* **Load time** ``load_ms`` is ``Session.load_ms``: reading the card, checking the graph files'
+  sha256, compiling both graphs (for torch: loading the checkpoint).
+* **Budgets.** ``budget_ms`` is the paper's CPU Segmentor + Refiner time (4-core 2.4 GHz i5, from the
+  variant registry); ``segmentor_vs_paper`` / ``refiner_vs_paper`` are our p50 over the paper's (< 1
+  is faster). Our ``total`` also counts the crops and merges the paper's figures leave out.
+* **Threads.** ``--threads`` (default: every CPU this process may use) goes to ONNX Runtime
+  (intra-op; no spinning, see runtime/backends.py), OpenVINO (INFERENCE_NUM_THREADS, LATENCY hint)
+  and torch (``set_num_threads``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from ..runtime.model_dir import ModelDir
+from ..variants import get_variant
+from .hardware import available_cpus, cpu_fingerprint
+
+Log = Callable[[str], None]
+
+# Run id -> (backend, precision), in the order runs are measured and printed.
+RUNS: dict[str, tuple[str, str]] = {
+    "ort-fp32": ("onnxruntime", "fp32"),
+    "ort-int8": ("onnxruntime", "int8"),
+    "ov-fp32": ("openvino", "fp32"),
+    "ov-fp16": ("openvino", "fp16"),
+    "ov-int8": ("openvino", "int8"),
+}
+TORCH_RUN = "torch-fp32"
+PAPER_CPU = "4-core 2.4 GHz Intel i5 (FocalClick paper)"
+
+
+@dataclass
+class BenchConfig:
+    model_dir: Path
+    runs: list[str] | None = None  # None: every run the model card lists
+    threads: int | None = None  # None: every available CPU
+    clicks: int = 20
+    sessions: int = 3
+    warmup: int = 3
+    image: Path | None = None  # None: the bundled sample (with its mask)
+    mask: Path | None = None
+    vs_torch: bool = False
+    checkpoint: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+
+def run_id(backend: str, precision: str) -> str | None:
+    for rid, pair in RUNS.items():
+        if pair == (backend, precision):
+            return rid
+    return None
+
+
+def available_runs(md: ModelDir) -> list[str]:
+    """Run ids the model directory has files for, in ``RUNS`` order."""
+    have = {run_id(b, p) for b, p in md.available()}
+    return [rid for rid in RUNS if rid in have]
+
+
+def select_runs(md: ModelDir, requested: list[str] | None) -> list[str]:
+    have = available_runs(md)
+    if not have:
+        raise UserError(f"{md.path} lists no graph files that the runtime can run; re-export it")
+    if not requested:
+        return have
+    unknown = [r for r in requested if r not in RUNS]
+    if unknown:
+        raise UserError(f"unknown run id(s) {', '.join(unknown)}; choose from: {', '.join(RUNS)}")
+    missing = [r for r in requested if r not in have]
+    if missing:
+        raise UserError(
+            f"{md.path} has no files for {', '.join(missing)} (it has: {', '.join(have)}); "
+            "export them first (e.g. `focalclick-edge export --int8`) or pick other --runs"
+        )
+    return list(dict.fromkeys(requested))
+
+
+def resolve_inputs(image: Path | None, mask: Path | None) -> tuple[Path, Path]:
+    if image is None and mask is None:
+        from ..assets import sample_image_paths
+
+        return sample_image_paths()
+    if image is None or mask is None:
+        raise UserError("pass --image and --mask together: the clicker places clicks against the mask")
+    for p, what in ((image, "image"), (mask, "mask")):
+        if not Path(p).is_file():
+            raise UserError(f"--{what} {p} does not exist")
+    return Path(image), Path(mask)
+
+
+# ------------------------------------------------------------------------------------------ statistics
+def stage_stats(samples: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        stage: {"p50": float(np.percentile(v, 50)), "p90": float(np.percentile(v, 90)),
+                "mean": float(np.mean(v)), "min": float(np.min(v))}
+        for stage, v in samples.items()
+    }
+
+
+def summarize(raw: dict[str, Any], variant_id: str) -> dict[str, Any]:
+    """A run's JSON entry from the worker's raw samples."""
+    v = get_variant(variant_id)
+    stages = stage_stats(raw["samples"])
+    seg, ref, total = stages["segmentor"]["p50"], stages["refiner"]["p50"], stages["total"]["p50"]
+    return {
+        "backend": raw["backend"],
+        "precision": raw["precision"],
+        "total_ms_p50": total,
+        "total_ms_p90": stages["total"]["p90"],
+        "stages": stages,
+        "budget_ms": v.paper_budget_ms,
+        "paper_segmentor_ms": v.paper_cpu_ms_segmentor,
+        "paper_refiner_ms": v.paper_cpu_ms_refiner,
+        "segmentor_ms_p50": seg,
+        "refiner_ms_p50": ref,
+        "segmentor_vs_paper": seg / v.paper_cpu_ms_segmentor,
+        "refiner_vs_paper": ref / v.paper_cpu_ms_refiner,
+        "total_vs_budget": total / v.paper_budget_ms,
+        "load_ms": raw["load_ms"],
+        "peak_rss_mb": raw["peak_rss_mb"],
+        "model_rss_mb": raw["model_rss_mb"],
+        "clicks_timed": len(raw["samples"]["total"]),
+    }
+
+
+def add_speedups(result: dict[str, Any]) -> None:
+    """Each run's speed-up over the PyTorch reference (p50 ratios: total, Segmentor, Refiner)."""
+    ref = result.get(TORCH_RUN)
+    if not ref:
+        return
+    for entry in result["runs"].values():
+        entry["speedup_vs_torch"] = ref["total_ms_p50"] / entry["total_ms_p50"]
+        entry["segmentor_speedup_vs_torch"] = ref["segmentor_ms_p50"] / entry["segmentor_ms_p50"]
+        entry["refiner_speedup_vs_torch"] = ref["refiner_ms_p50"] / entry["refiner_ms_p50"]
+
+
+# ------------------------------------------------------------------------------------------ workers
+def _run_worker(spec: dict[str, Any], extra_env: dict[str, str]) -> dict[str, Any]:
+    """Measure one run in a fresh interpreter (bench/worker.py) and return its raw result."""
+    with tempfile.TemporaryDirectory(prefix="fce-bench-") as td:
+        spec_path, out_path = Path(td) / "spec.json", Path(td) / "result.json"
+        spec_path.write_text(json.dumps(spec))
+        env = {**os.environ, **extra_env}
+        proc = subprocess.run(
+            [sys.executable, "-m", "focalclick_edge.bench.worker", str(spec_path), str(out_path)],
+            capture_output=True, text=True, env=env, check=False,
+        )
+        if proc.returncode != 0 or not out_path.is_file():
+            tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-6:])
+            raise UserError(f"benchmark run {spec['run']} failed (exit {proc.returncode}):\n{tail}")
+        return json.loads(out_path.read_text())
+
+
+def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
+    md = ModelDir.open(cfg.model_dir)
+    runs = select_runs(md, cfg.runs)
+    if cfg.clicks < 1 or cfg.sessions < 1 or cfg.warmup < 0:
+        raise UserError("--clicks and --sessions must be at least 1 and --warmup at least 0")
+    threads = int(cfg.threads) if cfg.threads else available_cpus()
+    if threads < 1:
+        raise UserError("--threads must be at least 1")
+    image, mask = resolve_inputs(cfg.image, cfg.mask)
+    checkpoint = None
+    if cfg.vs_torch:
+        from .torch_reference import resolve_checkpoint
+
+        checkpoint = resolve_checkpoint(md.card, cfg.checkpoint)
+    variant = md.variant
+    base = {
+        "model_dir": str(Path(cfg.model_dir).resolve()), "threads": threads, "image": str(image),
+        "mask": str(mask), "clicks": cfg.clicks, "sessions": cfg.sessions, "warmup": cfg.warmup,
+    }
+    result: dict[str, Any] = {
+        "variant": variant,
+        "threads": threads,
+        "cpu": cpu_fingerprint(threads),
+        "image": {"path": str(image), "mask": str(mask)},
+        "protocol": {
+            "clicks_per_session": cfg.clicks, "timed_sessions": cfg.sessions, "warmup_clicks": cfg.warmup,
+            "clicks": "NoC clicker against the mask, generated by the first run and replayed by all",
+            "statistic": "p50 / p90 over all timed clicks, milliseconds",
+            "isolation": "one subprocess per run",
+            "peak_rss": "VmHWM of the run's process (ru_maxrss without /proc); model_rss_mb = VmHWM - "
+                        "VmRSS after importing the libraries, before loading the model",
+        },
+        "paper": {"cpu": PAPER_CPU, **_paper(variant)},
+        "runs": {},
+    }
+    click_list: list[list[Any]] | None = None
+    order = [*runs, TORCH_RUN] if cfg.vs_torch else runs
+    for rid in order:
+        backend, precision = ("torch", "fp32") if rid == TORCH_RUN else RUNS[rid]
+        log(f"bench {variant} {rid}: {cfg.sessions} x {cfg.clicks} clicks on {threads} thread(s) ...")
+        spec = {**base, "run": rid, "backend": backend, "precision": precision, "click_list": click_list,
+                "checkpoint": str(checkpoint) if checkpoint else None}
+        raw = _run_worker(spec, cfg.extra_env)
+        if click_list is None:
+            click_list = raw["click_list"]
+            result["image"]["hw"] = raw["image_hw"]
+            result["protocol"]["click_list"] = click_list
+        entry = summarize(raw, variant)
+        if rid == TORCH_RUN:
+            entry["torch_threads"] = raw.get("torch_threads")
+            result[TORCH_RUN] = entry
+        else:
+            result["runs"][rid] = entry
+    add_speedups(result)
+    return result
+
+
+def _paper(variant_id: str) -> dict[str, float]:
+    v = get_variant(variant_id)
+    return {"segmentor_ms": v.paper_cpu_ms_segmentor, "refiner_ms": v.paper_cpu_ms_refiner,
+            "budget_ms": v.paper_budget_ms}

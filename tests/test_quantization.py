@@ -1,0 +1,211 @@
+"""INT8 export: ONNX Runtime QDQ and OpenVINO/NNCF models, their graphs, card and agreement with FP32.
+
+One small INT8 export (b0-s1 stand-in weights, 2 built-in calibration images) is built once per test
+process by ``int8_export`` and shared with test_calibration.py and test_openvino_export.py.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import FIXTURES, write_official_checkpoint
+from focalclick_edge.errors import UserError
+
+VARIANT = "b0-s1"
+COMBOS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"), ("openvino", "fp16"),
+          ("openvino", "int8")]
+_BUILT: dict[str, tuple[Path, dict]] = {}
+
+
+def int8_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """(model dir, returned card) of one INT8 export, built on first use in this process."""
+    if "dir" not in _BUILT:
+        from focalclick_edge.export.exporter import export_variant
+        from focalclick_edge.quantization import agreement
+
+        root = tmp_path_factory.mktemp("int8export")
+        ckpt = write_official_checkpoint(VARIANT, root / "ckpt.pth")
+        old = agreement.AGREEMENT_IMAGES
+        agreement.AGREEMENT_IMAGES = 1  # 2 held-out sessions keep the shared fixture quick
+        try:
+            card = export_variant(VARIANT, root / "model", checkpoint=ckpt, log=lambda s: None, int8=True,
+                                  calib_size=2, seed=0, calib_cache_dir=root / "cache")
+        finally:
+            agreement.AGREEMENT_IMAGES = old
+        _BUILT["dir"] = (root / "model", card)
+    return _BUILT["dir"]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    return int8_export(tmp_path_factory)
+
+
+def _sample() -> tuple[np.ndarray, np.ndarray]:
+    from focalclick_edge.evaluation.datasets import load_dataset
+
+    s = load_dataset("coco_mval", FIXTURES / "data" / "COCO_MVal")[0]
+    return s.image, s.gt
+
+
+def test_int8_export_has_every_backend_precision_and_each_runs_a_click(exported):
+    from focalclick_edge.runtime.model_dir import ModelDir
+    from focalclick_edge.runtime.session import Session
+
+    model_dir, card = exported
+    assert ModelDir.open(model_dir).available() == sorted(COMBOS)
+    image, gt = _sample()
+    ys, xs = np.nonzero(gt == 1)
+    y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    probs = {}
+    for backend, precision in COMBOS:
+        s = Session(model_dir, backend, precision)
+        s.set_image(image)
+        r = s.add_click(x, y, True)
+        assert r.prob.shape == gt.shape and r.mask.dtype == bool
+        assert np.isfinite(r.prob).all() and 0.0 <= r.prob.min() and r.prob.max() <= 1.0
+        probs[(backend, precision)] = r.prob
+    ref = probs[("onnxruntime", "fp32")]
+    # int8 is close, not equal: probabilities of one click within a few percent on average.
+    for combo, p in probs.items():
+        assert float(np.mean(np.abs(p - ref))) < 0.05, combo
+
+
+def test_onnx_int8_convs_take_quantized_activations(exported):
+    import onnx
+
+    from focalclick_edge.quantization.onnx_int8 import quantized_conv_inputs
+
+    model_dir, _ = exported
+    for role in ("segmentor", "refiner"):
+        m = onnx.load(str(model_dir / f"{role}.int8.onnx"))
+        counts = quantized_conv_inputs(m)
+        assert counts["conv"] > 0
+        # Every Conv: a QuantizeLinear -> DequantizeLinear pair on its activation input (not only weights).
+        assert counts["activation_qdq"] == counts["conv"], (role, counts)
+        assert counts["weight_dq"] == counts["conv"], (role, counts)
+        ops = {n.op_type for n in m.graph.node}
+        assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    # The SegFormer attention / MLP matmuls are quantized too.
+    seg = onnx.load(str(model_dir / "segmentor.int8.onnx"))
+    producers = {o: n for n in seg.graph.node for o in n.output}
+    mm = [n for n in seg.graph.node if n.op_type in ("MatMul", "Gemm")]
+    assert mm and any(producers.get(n.input[0]) is not None and producers[n.input[0]].op_type == "DequantizeLinear"
+                      for n in mm)
+
+
+def test_openvino_int8_has_fake_quantize_on_activations(exported):
+    import openvino as ov
+
+    from focalclick_edge.quantization.openvino_int8 import activation_fake_quantize
+
+    model_dir, _ = exported
+    for role in ("segmentor", "refiner"):
+        m = ov.Core().read_model(str(model_dir / "openvino" / f"{role}.int8.xml"))
+        counts = activation_fake_quantize(m)
+        assert counts["activation_fq"] > 0, (role, counts)
+        assert counts["conv_with_activation_fq"] == counts["conv"] > 0, (role, counts)
+    # The refiner's Eq. 1 blend stays float: no FakeQuantize right before its Sigmoid / Multiply tail.
+    ref = ov.Core().read_model(str(model_dir / "openvino" / "refiner.int8.xml"))
+    for op in ref.get_ordered_ops():
+        if op.get_type_name() in ("Sigmoid", "Subtract"):
+            assert all(v.get_node().get_type_name() != "FakeQuantize" for v in op.input_values())
+
+
+def test_card_records_files_calibration_recipe_and_agreement(exported):
+    model_dir, returned = exported
+    card = json.loads((model_dir / "model_card.json").read_text())
+    assert "summary" not in card and returned["summary"]["next_commands"]
+    entries = {(f["backend"], f["precision"], f["role"]): f for f in card["files"]}
+    for backend, precision in COMBOS:
+        for role in ("segmentor", "refiner"):
+            f = entries[(backend, precision, role)]
+            assert f["size_bytes"] > 0 and len(f["sha256"]) == 64
+            assert (model_dir / f["path"]).is_file()
+            if backend == "openvino":
+                assert (model_dir / f["weights_path"]).is_file() and len(f["weights_sha256"]) == 64
+    cal = card["calibration"]
+    assert cal["source"] == "built-in" and cal["count"] == 2 and cal["seed"] == 0
+    assert cal["records"] == {"segmentor": 10, "refiner": 10}
+    q = card["quantization"]
+    assert q["cpu"]["reduce_range"] in (True, False) and q["cpu"]["reduce_range_reason"]
+    ort = q["onnxruntime"]["segmentor"]
+    assert ort["format"] == "QDQ" and ort["per_channel"] is True and ort["activation_type"].startswith("QUInt8")
+    assert q["openvino"]["segmentor"]["model_type"] == "TRANSFORMER"  # SegFormer
+    assert q["openvino"]["refiner"]["preset"].startswith("MIXED")
+    assert q["refiner_tail"]["openvino"]["decision"].startswith("tail")
+    for key in ("float_tail", "openvino_preset", "onnxruntime_types"):
+        assert q["why"][key]
+    ag = q["agreement"]
+    assert ag["held_out"] is True and ag["reference"] == "onnxruntime fp32"
+    for key in ("onnxruntime/int8", "openvino/int8", "openvino/fp16"):
+        a = ag[key]
+        assert a["sessions"] == 2 and a["clicks"] == 8
+        assert 0.0 <= a["min_iou"] <= a["mean_iou"] <= 1.0
+    for backend in ("onnxruntime", "openvino"):
+        for role in ("segmentor", "refiner"):
+            err = q[backend][role]["output_vs_fp32_held_out"]
+            assert 0.0 <= err["rel_mean_abs_err"] < 0.5 and err["inputs"] == 8
+    diffs = card["verification"]["openvino_vs_onnx_max_abs_diff"]
+    assert max(diffs["segmentor"]["fp32"].values()) < 1e-3
+    assert set(card["timings"]["per_file_s"]) == {f["path"] for f in card["files"]}
+
+
+def test_int8_capabilities_choose_reduce_range(monkeypatch):
+    from focalclick_edge.quantization import cpu
+
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    assert cpu.int8_capabilities()["reduce_range"] is False
+    monkeypatch.setattr(cpu, "cpu_flags", lambda: {"avx2"})
+    caps = cpu.int8_capabilities()
+    assert caps["reduce_range"] is True and "VNNI" in caps["reduce_range_reason"]
+    monkeypatch.setattr(cpu.platform, "machine", lambda: "arm64")
+    assert cpu.int8_capabilities()["reduce_range"] is False
+
+
+def test_max_drop_needs_int8_and_a_sane_value(tmp_path):
+    from focalclick_edge.export.exporter import export_variant
+
+    with pytest.raises(UserError, match="--int8"):
+        export_variant(VARIANT, tmp_path / "m", max_drop=0.01)
+    with pytest.raises(UserError, match="between 0 and 1"):
+        export_variant(VARIANT, tmp_path / "m", int8=True, max_drop=5.0)
+    assert not (tmp_path / "m").exists()
+
+
+def test_ort_sensitivity_ranks_every_quantized_layer(exported):
+    import onnx
+
+    from focalclick_edge.calibration.sessions import CalibrationRecords
+    from focalclick_edge.quantization.accuracy import ort_sensitivity
+
+    model_dir, card = exported
+    recs = CalibrationRecords.load(Path(card["calibration"]["cache"]["file"]))
+    scores = ort_sensitivity(model_dir / "refiner.int8.onnx", recs.feed_list("refiner", [0, 5]))
+    convs = [n.name for n in onnx.load(str(model_dir / "refiner.int8.onnx")).graph.node if n.op_type == "Conv"]
+    assert sorted(name for _, name in scores) == sorted(convs)
+    assert [s for s, _ in scores] == sorted(s for s, _ in scores)
+    assert all(np.isfinite(s) and s > 0 for s, _ in scores)  # 8-bit noise is well below the signal
+
+
+@pytest.mark.slow
+def test_accuracy_control_records_a_bounded_attempt(tmp_path):
+    from focalclick_edge.export.exporter import export_variant
+
+    ckpt = write_official_checkpoint(VARIANT, tmp_path / "ckpt.pth")
+    card = export_variant(VARIANT, tmp_path / "model", checkpoint=ckpt, log=lambda s: None, int8=True,
+                          calib_size=2, max_drop=0.001, calib_cache_dir=tmp_path / "cache")
+    ac = card["quantization"]["accuracy_control"]
+    assert ac["max_drop"] == 0.001 and ac["budget_s"] > 0
+    for backend in ("onnxruntime", "openvino"):
+        entry = ac[backend]
+        assert entry["drop_before"] >= 0 and entry["met"] == (entry["drop_after"] <= 0.001)
+    # Whatever accuracy control changed is still a loadable, hash-consistent model directory.
+    from focalclick_edge.runtime.session import Session
+
+    for backend in ("onnxruntime", "openvino"):
+        Session(tmp_path / "model", backend, "int8")
