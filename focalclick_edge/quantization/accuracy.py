@@ -5,16 +5,20 @@ the FP32 session's masks after the same clicks (FP32 scores 1.0, so the drop is 
 The validation sessions run on calibration images (the held-out images stay unseen for the agreement
 figures in the card).
 
-- OpenVINO: ``nncf.quantize_with_accuracy_control`` per graph, Segmentor first (it carries most of the
-  int8 error), the other graph held at its current INT8 state. The validation function replays the
-  sessions with the candidate graph swapped into a ``Session``; NNCF ranks quantizer groups by the
-  change of the graph's outputs (fast) and reverts the worst groups one by one, validating each time.
-- ONNX Runtime: no built-in equivalent, so a greedy fallback: rank the quantized Conv / MatMul / Gemm
-  nodes of both graphs by the signal-to-quantization-noise ratio of their input activations on recorded
-  inputs (where int8 rounding hurts most), then keep 2, 4, 8, ... of the worst in float until the drop
-  is met.
+Procedure (the same for both backends, so that both are bounded by one time budget):
+1. rank the quantized Conv / MatMul / Gemm layers of both graphs by the signal-to-quantization-noise
+   ratio of their int8 input activations on recorded inputs, SQNR = 10 log10(|x|^2 / |x - dq(q(x))|^2):
+   a low SQNR means int8 rounding destroys most of what that layer sees (outlier channels, skewed
+   ranges); weights are per-channel and rarely the problem;
+2. re-quantize with the 2, 4, 8, ... lowest-SQNR layers kept in float (ONNX Runtime
+   ``nodes_to_exclude``, NNCF ``ignored_scope``) and re-validate, until the drop is met, the rounds run
+   out or the time budget is spent.
 
-Both stop at a time budget and record whether ``max_drop`` was met.
+Why not ``nncf.quantize_with_accuracy_control``: it was tried first; with a session-level validation
+function it ranks every quantizer group of the Segmentor (tens of groups, each a model compile plus
+inference) before reverting anything, and ran for over 10 minutes on a 2-core machine with no way to
+bound it by time. The greedy loop above gives the same kind of result (the weakest layers back in
+float) within a fixed budget, and the card records how far it got.
 """
 from __future__ import annotations
 
@@ -30,24 +34,12 @@ from ..export.openvino_export import ir_relpath
 from ..variants import Variant
 
 VAL_IMAGES = 3
-NNCF_MAX_ITERATIONS = 8
-ORT_MAX_ROUNDS = 4
+MAX_ROUNDS = 4
 SENSITIVITY_INPUTS = 8
 DEFAULT_BUDGET_S = 300.0
 ROLES = ("segmentor", "refiner")
+BACKENDS = ("openvino", "onnxruntime")
 Log = Callable[[str], None]
-
-
-class _CompiledAdapter:
-    """``run(feeds) -> outputs`` over an ``ov.CompiledModel`` (what NNCF hands to validation_fn)."""
-
-    def __init__(self, compiled: Any) -> None:
-        self._req = compiled.create_infer_request()
-        self._n = len(compiled.outputs)
-
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        self._req.infer(feeds)
-        return [np.array(self._req.get_output_tensor(i).data, copy=True) for i in range(self._n)]
 
 
 def _session_iou(session: Any, ref: Any) -> float:
@@ -85,122 +77,193 @@ def accuracy_control(
     progress: bool,
     log: Log,
     per_file_s: dict[str, float],
-    budget_s: float = DEFAULT_BUDGET_S,
+    budget_s: float | None = None,
 ) -> dict[str, Any]:
-    """Re-quantize the INT8 graphs in ``tmp`` where the drop exceeds ``max_drop``; returns the report."""
+    """Re-quantize the INT8 graphs in ``tmp`` where the drop exceeds ``max_drop``; returns the report.
+    ``budget_s`` (default DEFAULT_BUDGET_S) bounds the whole procedure, both backends together."""
     from .agreement import reference_sessions
 
-    deadline = time.perf_counter() + budget_s
-    val_refs, val_feeds = reference_sessions(tmp, cal_set.dataset, list(cal_set.indices[:VAL_IMAGES]),
-                                             cal_set.seed)
+    budget_s = DEFAULT_BUDGET_S if budget_s is None else budget_s
+
+    t_start = time.perf_counter()
+    val_refs, _ = reference_sessions(tmp, cal_set.dataset, list(cal_set.indices[:VAL_IMAGES]), cal_set.seed)
     report: dict[str, Any] = {
         "max_drop": max_drop,
         "metric": "1 - mean IoU of INT8 vs FP32 session masks over every click (clicks replayed)",
         "validation_sessions": len(val_refs),
-        "validation_images": "first calibration images",
+        "validation_images": "the first calibration images",
         "budget_s": budget_s,
+        "method": "greedy: keep the lowest-SQNR int8 layers in float, doubling the count each round",
     }
-    for backend in ("openvino", "onnxruntime"):
+    for i, backend in enumerate(BACKENDS):
+        # Each backend gets an equal share of what is left of the budget.
+        left = budget_s - (time.perf_counter() - t_start)
+        deadline = time.perf_counter() + left / (len(BACKENDS) - i)
         before = _drop(tmp, backend, val_refs)
         entry: dict[str, Any] = {"drop_before": before}
         if before <= max_drop:
-            entry["action"] = "none: already within max_drop"
-        elif backend == "openvino":
-            entry.update(_openvino_ac(tmp, card, variant, recs, val_refs, val_feeds, max_drop, deadline,
-                                      write_card, progress, per_file_s))
+            entry.update(action="none: already within max_drop", drop_after=before)
         else:
-            entry.update(_ort_ac(tmp, card, recs, val_refs, max_drop, reduce_range, deadline, write_card,
-                                 progress, per_file_s))
-        entry["drop_after"] = before if before <= max_drop else _drop(tmp, backend, val_refs)
+            entry.update(_greedy(tmp, card, variant, backend, recs, val_refs, max_drop, reduce_range,
+                                 deadline, write_card, progress, per_file_s, before))
         entry["met"] = entry["drop_after"] <= max_drop
         if not entry["met"]:
             log(f"warning: {backend} INT8 drop {entry['drop_after']:.3f} > --max-drop {max_drop} after "
                 "accuracy control within its time budget; the card records it")
         report[backend] = entry
+    report["seconds"] = round(time.perf_counter() - t_start, 2)
     write_card()
     return report
 
 
-# --------------------------------------------------------------------------------------------- OpenVINO
-def _openvino_ac(
-    tmp: Path, card: dict[str, Any], variant: Variant, recs: Any, val_refs: list[Any],
-    val_feeds: dict[str, list[dict[str, np.ndarray]]], max_drop: float, deadline: float,
-    write_card: Callable[[], None], progress: bool, per_file_s: dict[str, float],
+def _int8_files(backend: str, role: str) -> list[str]:
+    if backend == "onnxruntime":
+        return [f"{role}.int8.onnx"]
+    rel = ir_relpath(role, "int8")
+    return [rel, rel[: -len(".xml")] + ".bin"]
+
+
+def _greedy(
+    tmp: Path, card: dict[str, Any], variant: Variant, backend: str, recs: Any, val_refs: list[Any],
+    max_drop: float, reduce_range: bool, deadline: float, write_card: Callable[[], None], progress: bool,
+    per_file_s: dict[str, float], before: float,
 ) -> dict[str, Any]:
-    from ..privacy import disable_telemetry
+    import copy
+    import shutil
 
-    disable_telemetry()
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+    from .onnx_int8 import quantize_onnx
+    from .openvino_int8 import quantize_openvino
+    from .pipeline import ORT_OP_TYPES
 
-    from ..calibration.recorder import swapped_graph
-    from ..export.openvino_export import read_onnx, save_ir
-    from ..runtime.session import Session
-    from .openvino_int8 import activation_fake_quantize, nncf_settings, quiet_nncf
-    from .scope import ov_float_tail
-
-    out: dict[str, Any] = {"action": "nncf.quantize_with_accuracy_control", "graphs": {}}
-    # Each validation session calls each graph once per click: one recorded call per session is the
-    # input NNCF compares outputs on when ranking quantizer groups.
-    per_session = [len(r.run.clicks) for r in val_refs]
-    starts = np.cumsum([0] + per_session[:-1])
+    quant = card["quantization"][backend]
+    scope_key = "kept_float" if backend == "onnxruntime" else "ignored_scope"
+    base_float = {r: list(quant[r].get(scope_key) or []) for r in ROLES}
+    ranking: list[tuple[float, str, str]] = []
     for role in ROLES:
-        if time.perf_counter() > deadline:
-            out["graphs"][role] = "skipped: time budget spent"
-            continue
-        if _drop(tmp, "openvino", val_refs) <= max_drop:
-            out["graphs"][role] = "skipped: drop already within max_drop"
-            continue
-        t0 = time.perf_counter()
-        session = Session(tmp, "openvino", "int8")
-        items = [(ref, val_feeds[role][int(s) + len(ref.run.clicks) // 2])
-                 for ref, s in zip(val_refs, starts, strict=True)]
+        n = recs.count(role)
+        pick = [int(i) for i in np.linspace(0, n - 1, min(SENSITIVITY_INPUTS, n))]
+        rank = ort_sensitivity if backend == "onnxruntime" else ov_sensitivity
+        ranking += [(s, role, name) for s, name in rank(tmp / _int8_files(backend, role)[0],
+                                                        recs.feed_list(role, pick))]
+    ranking.sort()
 
-        def validate(compiled: Any, data: Any, _role: str = role, _session: Any = session
-                     ) -> tuple[float, list]:
-            adapter = _CompiledAdapter(compiled)
-            ious, outs = [], []
-            with swapped_graph(_session, _role, adapter):
-                for ref, feed in data:
-                    ious.append(_session_iou(_session, ref))
-                    outs.append(adapter.run(feed))
-            return float(np.mean(ious)), outs
+    # The session metric is not monotonic in the number of float layers, so every round's files are
+    # kept aside and the best round (the plain quantization included) is what stays in the directory.
+    stash = tmp / f".accuracy-control-{backend}"
 
-        model = read_onnx(tmp / f"{role}.fp32.onnx")
-        # The same float scope as the plain quantization chose (the Refiner's tail decision included).
-        ignored = card.get("quantization", {}).get("openvino", {}).get(role, {}).get("ignored_scope")
-        settings = nncf_settings(variant.family, role, ov_float_tail(model) if ignored is None else ignored)
-        feeds = recs.feed_list(role)
-        with quiet_nncf(progress):
-            q = nncf.quantize_with_accuracy_control(
-                model, nncf.Dataset(feeds), nncf.Dataset(items, lambda it: it[1]), validate,
-                max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE, subset_size=len(feeds),
-                advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(
-                    max_num_iterations=NNCF_MAX_ITERATIONS, ranking_subset_size=len(items),
-                    num_ranking_workers=1),
-                **settings,
-            )
-        rel = ir_relpath(role, "int8")
-        before = activation_fake_quantize(read_onnx_ir(tmp / rel))
-        save_ir(q, tmp / rel, compress_to_fp16=False)
-        after = activation_fake_quantize(read_onnx_ir(tmp / rel))
-        _refresh_entry(tmp, card, rel, role, "openvino")
-        write_card()
-        per_file_s[rel] = round(per_file_s.get(rel, 0.0) + time.perf_counter() - t0, 2)
-        out["graphs"][role] = {"fake_quantize_before": before["fake_quantize"],
-                               "fake_quantize_after": after["fake_quantize"],
-                               "max_num_iterations": NNCF_MAX_ITERATIONS,
-                               "seconds": round(time.perf_counter() - t0, 2)}
-    return out
+    def save(tag: str) -> None:
+        for role in ROLES:
+            for rel in _int8_files(backend, role):
+                (stash / tag / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(tmp / rel, stash / tag / rel)
+
+    save("r0")
+    best = {"drop": before, "tag": "r0", "quant": copy.deepcopy({r: quant[r] for r in ROLES})}
+    rounds: list[dict[str, Any]] = []
+    k = 1
+    done: dict[str, list[str]] = {r: [] for r in ROLES}
+    try:
+        while len(rounds) < MAX_ROUNDS and time.perf_counter() < deadline and k < len(ranking):
+            k = min(2 * k, len(ranking))
+            chosen = ranking[:k]
+            for role in ROLES:
+                extra = [name for _, r, name in chosen if r == role]
+                if extra == done[role]:
+                    continue  # this graph's float set did not change: keep its file
+                t0 = time.perf_counter()
+                keep = sorted(set(base_float[role]) | set(extra))
+                rel = _int8_files(backend, role)[0]
+                if backend == "onnxruntime":
+                    recipe = quantize_onnx(tmp / f"{role}.fp32.onnx", tmp / rel, recs.feed_list(role),
+                                           reduce_range, keep_float=keep, op_types=ORT_OP_TYPES,
+                                           progress=progress)
+                else:
+                    recipe = quantize_openvino(tmp / f"{role}.fp32.onnx", tmp / rel, recs.feed_list(role),
+                                               variant.family, role, keep_float=keep, progress=progress)
+                quant[role][scope_key] = recipe["kept_float" if backend == "onnxruntime" else "ignored_scope"]
+                done[role] = extra
+                _refresh_entry(tmp, card, rel, role, backend)
+                per_file_s[rel] = round(per_file_s.get(rel, 0.0) + time.perf_counter() - t0, 2)
+            write_card()
+            drop = _drop(tmp, backend, val_refs)
+            tag = f"r{len(rounds) + 1}"
+            rounds.append({"round": tag, "kept_float": [f"{r}:{name} ({s} dB)" for s, r, name in chosen],
+                           "drop": drop})
+            if drop < best["drop"]:
+                save(tag)
+                best = {"drop": drop, "tag": tag, "quant": copy.deepcopy({r: quant[r] for r in ROLES})}
+            if drop <= max_drop:
+                break
+        if rounds and best["tag"] != rounds[-1]["round"]:
+            for role in ROLES:
+                for rel in _int8_files(backend, role):
+                    shutil.copy2(stash / best["tag"] / rel, tmp / rel)
+                quant[role] = best["quant"][role]
+                _refresh_entry(tmp, card, _int8_files(backend, role)[0], role, backend)
+            write_card()
+    finally:
+        shutil.rmtree(stash, ignore_errors=True)
+    met = best["drop"] <= max_drop
+    return {
+        "ranking_top": [f"{r}:{name} ({s} dB)" for s, r, name in ranking[:16]],
+        "rounds": rounds,
+        "kept_round": best["tag"] + (" (the plain quantization)" if best["tag"] == "r0" else ""),
+        "drop_after": best["drop"],
+        "stopped": "met" if met else "time budget" if time.perf_counter() >= deadline else "rounds",
+    }
 
 
-def read_onnx_ir(path: Path) -> Any:
+def _sqnr(signal: float, noise: float) -> float:
+    return round(float(10 * np.log10(max(signal, 1e-30) / max(noise, 1e-30))), 2)
+
+
+def ov_sensitivity(xml_path: Path, feeds: list[dict[str, np.ndarray]]) -> list[tuple[float, str]]:
+    """(SQNR dB of the worst FakeQuantize on an activation input, op name) for every Convolution /
+    GroupConvolution / MatMul of an NNCF INT8 IR that has one, most sensitive first."""
     import openvino as ov
 
-    return ov.Core().read_model(str(path))
+    core = ov.Core()
+    model = core.read_model(str(xml_path))
+    passthrough = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Convert"}
+    pairs: dict[str, list[tuple[Any, Any]]] = {}
+    for op in model.get_ordered_ops():
+        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        for value in op.input_values():
+            src = value.get_node()
+            for _ in range(3):
+                if src.get_type_name() not in passthrough:
+                    break
+                src = src.input_value(0).get_node()
+            on_activation = src.input_value(0).get_node().get_type_name() != "Constant"
+            if src.get_type_name() == "FakeQuantize" and on_activation:
+                pairs.setdefault(op.get_friendly_name(), []).append((src.input_value(0), src.output(0)))
+    outs = [o for ps in pairs.values() for p in ps for o in p]
+    if not outs:
+        return []
+    results = model.add_outputs(outs)
+    index = {(o.get_node().get_friendly_name(), o.get_index()): i for i, o in enumerate(outs)}
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    req = compiled.create_infer_request()
+    sig: dict[tuple[str, int], float] = {}
+    noise: dict[tuple[str, int], float] = {}
+    for f in feeds:
+        req.infer(f)
+        vals = [np.array(req.get_tensor(r).data, dtype=np.float64) for r in results]
+        for ps in pairs.values():
+            for x, xq in ps:
+                kx = (x.get_node().get_friendly_name(), x.get_index())
+                kq = (xq.get_node().get_friendly_name(), xq.get_index())
+                a, b = vals[index[kx]], vals[index[kq]]
+                sig[kq] = sig.get(kq, 0.0) + float(np.sum(a * a))
+                noise[kq] = noise.get(kq, 0.0) + float(np.sum((a - b) ** 2))
+    scores = []
+    for name, ps in pairs.items():
+        keys = [(xq.get_node().get_friendly_name(), xq.get_index()) for _, xq in ps]
+        scores.append((min(_sqnr(sig[k], noise[k]) for k in keys), name))
+    return sorted(scores)
 
 
-# --------------------------------------------------------------------------------------------- ORT
 def ort_sensitivity(qdq_path: Path, feeds: list[dict[str, np.ndarray]]) -> list[tuple[float, str]]:
     """(SQNR dB of the worst int8 input activation, node name) for every quantized Conv / MatMul / Gemm
     of a QDQ model, most sensitive first. SQNR = 10 log10(|x|^2 / |x - dq(q(x))|^2) over ``feeds``."""
@@ -244,41 +307,3 @@ def ort_sensitivity(qdq_path: Path, feeds: list[dict[str, np.ndarray]]) -> list[
         worst = min(10 * np.log10(max(sig[x], 1e-30) / max(noise[x + "|" + xq], 1e-30)) for x, xq in ps)
         scores.append((round(float(worst), 2), name))
     return sorted(scores)
-
-
-def _ort_ac(
-    tmp: Path, card: dict[str, Any], recs: Any, val_refs: list[Any], max_drop: float, reduce_range: bool,
-    deadline: float, write_card: Callable[[], None], progress: bool, per_file_s: dict[str, float],
-) -> dict[str, Any]:
-    from .onnx_int8 import quantize_onnx
-    from .pipeline import ORT_OP_TYPES
-
-    ranking: list[tuple[float, str, str]] = []
-    for role in ROLES:
-        n = recs.count(role)
-        pick = [int(i) for i in np.linspace(0, n - 1, min(SENSITIVITY_INPUTS, n))]
-        scores = ort_sensitivity(tmp / f"{role}.int8.onnx", recs.feed_list(role, pick))
-        ranking += [(s, role, name) for s, name in scores]
-    ranking.sort()
-    rounds = []
-    k = 1
-    drop = None
-    while len(rounds) < ORT_MAX_ROUNDS and time.perf_counter() < deadline and k < len(ranking):
-        k = min(2 * k, len(ranking))
-        chosen = ranking[:k]
-        for role in ROLES:
-            t0 = time.perf_counter()
-            excl = [name for _, r, name in chosen if r == role]
-            rel = f"{role}.int8.onnx"
-            recipe = quantize_onnx(tmp / f"{role}.fp32.onnx", tmp / rel, recs.feed_list(role), reduce_range,
-                                   extra_exclude=excl, op_types=ORT_OP_TYPES, progress=progress)
-            card["quantization"]["onnxruntime"][role]["kept_float"] = recipe["kept_float"]
-            _refresh_entry(tmp, card, rel, role, "onnxruntime")
-            per_file_s[rel] = round(per_file_s.get(rel, 0.0) + time.perf_counter() - t0, 2)
-        write_card()
-        drop = _drop(tmp, "onnxruntime", val_refs)
-        rounds.append({"kept_float": [f"{r}:{name} ({s} dB)" for s, r, name in chosen], "drop": drop})
-        if drop <= max_drop:
-            break
-    return {"action": "greedy: keep the lowest-SQNR int8 layers in float, doubling the count each round",
-            "ranking_top": [f"{r}:{name} ({s} dB)" for s, r, name in ranking[:16]], "rounds": rounds}
