@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
-from focalclick_edge.errors import UserError
 from test_quantization import int8_export
+
+from focalclick_edge.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,8 @@ def test_recorded_inputs_are_the_live_session_feeds(model_dir, tmp_path):
         for live, rec in zip(spy.feeds, recorded, strict=True):
             assert live.keys() == rec.keys()
             for k in live:
-                assert rec[k].shape == live[k].shape and rec[k].dtype == live[k].dtype == np.float32, (role, k)
+                assert rec[k].shape == live[k].shape, (role, k)
+                assert rec[k].dtype == live[k].dtype == np.float32, (role, k)
                 np.testing.assert_array_equal(rec[k], live[k], err_msg=f"{role}.{k}")
 
     # Value ranges over every record (scratch and initial-mask sessions).
@@ -88,7 +89,8 @@ def test_records_are_cached_and_round_trip_exactly(model_dir, tmp_path):
     # The key covers the models and the set: another seed (initial masks differ) or other graphs mean
     # other records.
     other = open_calibration_set(FIXTURES / "data" / "COCO_MVal", 2, seed=4)
-    assert record_calibration(model_dir, other, _shas(model_dir), cache_dir=tmp_path).meta["cache"]["hit"] is False
+    again_other = record_calibration(model_dir, other, _shas(model_dir), cache_dir=tmp_path)
+    assert again_other.meta["cache"]["hit"] is False
     changed = {**_shas(model_dir), "refiner": "0" * 64}
     assert record_calibration(model_dir, cal, changed, cache_dir=tmp_path).meta["cache"]["hit"] is False
 
@@ -102,6 +104,15 @@ def test_standard_layouts_open(name, layout):
     assert cal.layout == layout and len(cal.indices) == 2 and cal.holdout == []
     sample = cal.dataset[cal.indices[0]]
     assert sample.image.dtype == np.uint8 and sample.gt.dtype == np.int8
+
+
+def test_name_equals_path_picks_the_layout():
+    from focalclick_edge.calibration import open_calibration_set
+
+    path = FIXTURES / "data" / "COCO_MVal"
+    assert open_calibration_set(f"DAVIS={path}", 2, 0).layout == "davis"
+    cal = open_calibration_set(f"COCO_MVal={path}", 2, 0)
+    assert cal.layout == "coco_mval" and cal.source == f"COCO_MVal={path}"
 
 
 def test_builtin_set_keeps_images_for_held_out_checks():

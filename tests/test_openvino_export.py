@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_quantization import _sample, int8_export
 
 from focalclick_edge.errors import UserError
-from test_quantization import _sample, int8_export
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES, write_official_checkpoint
+
 from focalclick_edge.errors import UserError
 
 VARIANT = "b0-s1"
@@ -93,8 +93,8 @@ def test_onnx_int8_convs_take_quantized_activations(exported):
     seg = onnx.load(str(model_dir / "segmentor.int8.onnx"))
     producers = {o: n for n in seg.graph.node for o in n.output}
     mm = [n for n in seg.graph.node if n.op_type in ("MatMul", "Gemm")]
-    assert mm and any(producers.get(n.input[0]) is not None and producers[n.input[0]].op_type == "DequantizeLinear"
-                      for n in mm)
+    fed_by_dq = [n for n in mm if getattr(producers.get(n.input[0]), "op_type", "") == "DequantizeLinear"]
+    assert mm and fed_by_dq
 
 
 def test_openvino_int8_has_fake_quantize_on_activations(exported):
@@ -133,7 +133,8 @@ def test_card_records_files_calibration_recipe_and_agreement(exported):
     q = card["quantization"]
     assert q["cpu"]["reduce_range"] in (True, False) and q["cpu"]["reduce_range_reason"]
     ort = q["onnxruntime"]["segmentor"]
-    assert ort["format"] == "QDQ" and ort["per_channel"] is True and ort["activation_type"].startswith("QUInt8")
+    assert ort["format"] == "QDQ" and ort["per_channel"] is True
+    assert ort["activation_type"].startswith("QUInt8")
     assert q["openvino"]["segmentor"]["model_type"] == "TRANSFORMER"  # SegFormer
     assert q["openvino"]["refiner"]["preset"].startswith("MIXED")
     assert q["refiner_tail"]["openvino"]["decision"].startswith("tail")
@@ -181,12 +182,13 @@ def test_ort_sensitivity_ranks_every_quantized_layer(exported):
     import onnx
 
     from focalclick_edge.calibration.sessions import CalibrationRecords
-    from focalclick_edge.quantization.accuracy import ort_sensitivity
+    from focalclick_edge.quantization.sensitivity import ort_sensitivity
 
     model_dir, card = exported
     recs = CalibrationRecords.load(Path(card["calibration"]["cache"]["file"]))
     scores = ort_sensitivity(model_dir / "refiner.int8.onnx", recs.feed_list("refiner", [0, 5]))
-    convs = [n.name for n in onnx.load(str(model_dir / "refiner.int8.onnx")).graph.node if n.op_type == "Conv"]
+    graph = onnx.load(str(model_dir / "refiner.int8.onnx")).graph
+    convs = [n.name for n in graph.node if n.op_type == "Conv"]
     assert sorted(name for _, name in scores) == sorted(convs)
     assert [s for s, _ in scores] == sorted(s for s, _ in scores)
     assert all(np.isfinite(s) and s > 0 for s, _ in scores)  # 8-bit noise is well below the signal

@@ -30,7 +30,8 @@ def test_train_save_reload_resume(tmp_path: Path) -> None:
 
     out = tmp_path / "run"
     cfg = TrainConfig(variant="b0-s1", data=[("COCO_MVal", str(DATA))], out=str(out), iters=2, batch=2,
-                      warmup=1, save_every=100, threads=1, seed=3, max_next_clicks=1)
+                      warmup=1, save_every=100, threads=1, seed=3, max_next_clicks=1,
+                      bn_recal_batches=2)
     summary = train(cfg)
     assert summary["step"] == 2
     log = _read_log(out / "train_log.jsonl")

@@ -53,6 +53,11 @@ def format_table(result: dict[str, Any]) -> str:
     )
     lines.append("Stage columns are p50 ms; RSS is the run's peak (its own process). "
                  "vs torch: speed-up of total p50 over our PyTorch FP32 eager models.")
+    load = [v for v in (result.get("load_avg") or {}).values() if v]
+    busiest = max((v[0] for v in load), default=0.0)
+    if busiest > 0.5 * max(cpu.get("available_cpus") or 1, 1):
+        lines.append(f"warning: the machine was busy (1-min load average up to {busiest:.1f} on "
+                     f"{cpu.get('available_cpus')} CPUs); other work inflates these timings.")
     return "\n".join(lines)
 
 

@@ -24,7 +24,10 @@ Protocol (what the numbers mean):
   is faster). Our ``total`` also counts the crops and merges the paper's figures leave out.
 * **Threads.** ``--threads`` (default: every CPU this process may use) goes to ONNX Runtime
   (intra-op; no spinning, see runtime/backends.py), OpenVINO (INFERENCE_NUM_THREADS, LATENCY hint)
-  and torch (``set_num_threads``).
+  and torch (``set_num_threads``). The torch run gets ``OMP_WAIT_POLICY=PASSIVE`` unless the caller
+  set it: ORT runs without spinning too, and with spinning OpenMP workers a machine with any other
+  load made torch 5x slower (b0-s1 Segmentor on 2 busy cores: 208 ms vs 41 ms median), which would
+  inflate every speed-up. The policy used is recorded as ``omp_wait_policy``.
 """
 from __future__ import annotations
 
@@ -71,6 +74,7 @@ class BenchConfig:
     mask: Path | None = None
     vs_torch: bool = False
     checkpoint: Path | None = None
+    # Extra environment for the run processes (e.g. OMP_WAIT_POLICY to study torch's thread spinning).
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
@@ -214,6 +218,7 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
                         "VmRSS after importing the libraries, before loading the model",
         },
         "paper": {"cpu": PAPER_CPU, **_paper(variant)},
+        "load_avg": {"start": _load_avg()},
         "runs": {},
     }
     click_list: list[list[Any]] | None = None
@@ -223,7 +228,10 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
         log(f"bench {variant} {rid}: {cfg.sessions} x {cfg.clicks} clicks on {threads} thread(s) ...")
         spec = {**base, "run": rid, "backend": backend, "precision": precision, "click_list": click_list,
                 "checkpoint": str(checkpoint) if checkpoint else None}
-        raw = _run_worker(spec, cfg.extra_env)
+        env = dict(cfg.extra_env)
+        if rid == TORCH_RUN and "OMP_WAIT_POLICY" not in os.environ and "OMP_WAIT_POLICY" not in env:
+            env["OMP_WAIT_POLICY"] = "PASSIVE"  # a fair baseline: see "Threads" above
+        raw = _run_worker(spec, env)
         if click_list is None:
             click_list = raw["click_list"]
             result["image"]["hw"] = raw["image_hw"]
@@ -231,11 +239,21 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
         entry = summarize(raw, variant)
         if rid == TORCH_RUN:
             entry["torch_threads"] = raw.get("torch_threads")
+            entry["omp_wait_policy"] = env.get("OMP_WAIT_POLICY", os.environ.get("OMP_WAIT_POLICY"))
             result[TORCH_RUN] = entry
         else:
             result["runs"][rid] = entry
     add_speedups(result)
+    result["load_avg"]["end"] = _load_avg()
     return result
+
+
+def _load_avg() -> list[float] | None:
+    """1/5/15-minute load averages: other work on the machine inflates every timing, so say so."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):  # not on Windows
+        return None
 
 
 def _paper(variant_id: str) -> dict[str, float]:

@@ -67,6 +67,8 @@ class CalibrationSet:
 def open_calibration_set(calib_data: str | Path | None, calib_size: int | None, seed: int) -> CalibrationSet:
     """Open ``calib_data`` (None: the built-in set) and draw ``calib_size`` samples with ``seed``.
 
+    ``calib_data`` is a benchmark folder (layout from its name and sub-folders, as ``load_dataset``
+    reads it) or ``NAME=PATH`` to name the layout (``DAVIS=/data/x``), as the eval command spells it.
     Raises UserError (one line) when the folder cannot give any sample: missing, empty, no masks."""
     from ..evaluation.datasets import load_dataset
 
@@ -76,8 +78,12 @@ def open_calibration_set(calib_data: str | Path | None, calib_size: int | None, 
         source, path, name = "built-in", CALIBRATION_DIR, "coco_mval"
         size = calib_size or BUILTIN_DEFAULT_SIZE
     else:
-        path = Path(calib_data).expanduser()
-        source, name = str(path), "auto"
+        text = str(calib_data)
+        name = "auto"
+        if "=" in text and not Path(text).expanduser().exists():
+            name, text = text.split("=", 1)
+        path = Path(text).expanduser()
+        source = str(path) if name == "auto" else f"{name}={path}"
         size = calib_size or DEFAULT_CALIB_SIZE
         if path.is_dir() and not any(path.iterdir()):
             raise too_few(0, f"{path} is an empty folder")

@@ -62,6 +62,8 @@ def export_variant(
     if max_drop is not None and not 0.0 < max_drop < 1.0:
         raise UserError(f"--max-drop is an absolute drop of mean IoU vs FP32, between 0 and 1 "
                         f"(got {max_drop})")
+    if not int8 and (calib_data is not None or calib_size is not None):
+        log("note: calibration options only apply with --int8; exporting FP32 / FP16 only")
     t_start = time.perf_counter()
     ckpt = resolve_checkpoint(variant, checkpoint)
     try:

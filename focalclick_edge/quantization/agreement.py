@@ -4,6 +4,12 @@ The FP32 ONNX session runs the NoC clicker (from scratch and from a generated in
 held-out images; every other backend / precision replays exactly those clicks, and each of its masks
 is compared with the FP32 mask after the same click. Replaying (instead of letting each model pick its
 own clicks) isolates the numerical difference from the clicker's reaction to it.
+
+A replayed session still feeds its own masks back (previous mask channel, Zoom-In box from the
+thresholded mask), so on models with weak, near-zero logits a small difference at click 2 can move the
+crop and make later clicks diverge; FP16 weights alone then already lose a few IoU points. The
+``stepwise`` figures give every click the FP32 history instead, which measures the numerical effect of
+one step alone. Both are reported.
 """
 from __future__ import annotations
 
@@ -118,7 +124,35 @@ def replay_agreement(session: Any, refs: list[ReferenceSession]) -> dict[str, An
     }
 
 
+def stepwise_agreement(reference: Any, session: Any, refs: list[ReferenceSession]) -> dict[str, Any]:
+    """Each click of each reference session, given the FP32 session's exact history: before every click
+    ``session`` gets a copy of ``reference``'s state (previous mask, Zoom-In box, merge mask), so the IoU
+    measures what the numbers change in one step, without the feedback of a diverged history."""
+    import copy
+
+    ious: list[float] = []
+    for ref in refs:
+        for s in (reference, session):
+            s.set_image(ref.image)
+            if ref.init_mask is not None:
+                s.set_mask(ref.init_mask)
+        for y, x, positive in ref.run.clicks:
+            # _state is the session's whole per-image history (see runtime/session.py).
+            session._state = copy.deepcopy(reference._state)
+            a = reference.add_click(x, y, positive).mask
+            b = session.add_click(x, y, positive).mask
+            ious.append(mask_iou(a, b))
+    if not ious:
+        return {"stepwise_mean_iou": None, "stepwise_min_iou": None}
+    return {"stepwise_mean_iou": round(float(np.mean(ious)), 5),
+            "stepwise_min_iou": round(float(np.min(ious)), 5)}
+
+
 def measure(model_dir: Path, backend: str, precision: str, refs: list[ReferenceSession]) -> dict[str, Any]:
+    """Replayed-session agreement (``mean_iou`` ...) and one-step agreement (``stepwise_*``)."""
     from ..runtime.session import Session
 
-    return replay_agreement(Session(model_dir, backend, precision), refs)
+    session = Session(model_dir, backend, precision)
+    out = replay_agreement(session, refs)
+    out.update(stepwise_agreement(Session(model_dir, "onnxruntime", "fp32"), session, refs))
+    return out

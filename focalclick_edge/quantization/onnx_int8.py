@@ -14,7 +14,8 @@ Recipe and why:
 - MinMax calibration over every recorded input: the records are few (tens to hundreds) and come from
   real sessions, so their extremes are real and clipping them (percentile / entropy) only adds error on
   the edge cases a click session does reach;
-- the weight-free tail (scope.py) stays in float.
+- the weight-free tail (scope.py) stays in float, and so do the logits convolutions feeding it: ORT
+  would otherwise put a Q/DQ pair on their outputs, i.e. round the logits to 8 bits.
 """
 from __future__ import annotations
 
@@ -63,12 +64,13 @@ def quantize_onnx(
     extra_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the QDQ INT8 model of ``fp32_path`` to ``out_path``; returns the recipe for the card.
-    ``keep_float``: node names left in float (None: the structural tail of scope.py)."""
+    ``keep_float``: node names left in float (None: the structural tail of scope.py and the logits
+    convolutions feeding it); ``extra_exclude`` adds to either."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from .scope import onnx_float_tail
+    from .scope import onnx_float_tail, onnx_tail_feeders
 
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fce-ort-q-") as td:
@@ -76,7 +78,12 @@ def quantize_onnx(
         # quant_pre_process logs and prints warnings on perfectly fine static-shape graphs.
         with _quiet():
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
-        tail = onnx_float_tail(onnx.load(str(pre))) if keep_float is None else list(keep_float)
+        if keep_float is None:
+            graph = onnx.load(str(pre))
+            tail = onnx_float_tail(graph)
+            tail += onnx_tail_feeders(graph, tail)
+        else:
+            tail = list(keep_float)
         exclude = sorted(set(tail) | set(extra_exclude))
         with _quiet():
             quantize_static(

@@ -30,14 +30,14 @@ from ..privacy import disable_telemetry
 
 @contextlib.contextmanager
 def quiet_nncf(progress: bool) -> Iterator[None]:
-    """NNCF logs INFO lines and draws its own progress bars; keep them only when progress is asked."""
+    """NNCF logs INFO lines (one per ignored node) and draws its own progress bars: the bars stay when
+    progress is asked, the INFO lines never do."""
     disable_telemetry()
     import nncf
 
     logger = logging.getLogger("nncf")
     level = logger.level
-    if not progress:
-        nncf.set_log_level(logging.ERROR)
+    nncf.set_log_level(logging.WARNING if progress else logging.ERROR)
     try:
         if progress:
             yield

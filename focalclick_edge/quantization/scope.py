@@ -34,6 +34,21 @@ def onnx_float_tail(model: Any) -> list[str]:
     return [n.name for i, n in enumerate(nodes) if not reaches[i] and n.op_type not in ONNX_SKIP]
 
 
+def onnx_tail_feeders(model: Any, tail: list[str]) -> list[str]:
+    """Weighted ONNX nodes whose output goes straight into the float tail (the logits convolutions).
+
+    ONNX Runtime's QDQ quantizer also puts a Q/DQ pair on a quantized Conv's *output*; for these nodes
+    that would round the logits themselves to 8 bits just before the float tail, so they stay float
+    (each is one small convolution with a single output channel or two)."""
+    tail_set = set(tail)
+    consumers: dict[str, list[str]] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n.name)
+    return [n.name for n in model.graph.node if n.op_type in ONNX_WEIGHTED
+            and any(c in tail_set for t in n.output for c in consumers.get(t, []))]
+
+
 def ov_float_tail(model: Any) -> list[str]:
     """Friendly names of OpenVINO ops on the data path that are not weighted and reach no weighted op
     downstream. A weighted op's bias Add is left out: NNCF fuses it with its convolution."""

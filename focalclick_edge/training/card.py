@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,9 @@ RECIPE = {
               "(boundary pixels x1.5) on the refined output; weights 1/1/1",
     "optimiser": "Adam (0.9, 0.999), eps 1e-8, linear warm-up then step decay x0.1 at 83% and 92% of the "
                  "iterations, gradient-norm clip 2.0",
+    "batchnorm": "precise-BN recalibration (running statistics = mean over 40 fresh training batches) before "
+                 "each validation and the final save; the EMA statistics of batch-4 training made eval-mode "
+                 "outputs much worse than train-mode ones",
 }
 
 DEVIATIONS = [
@@ -103,8 +105,13 @@ def build_card(run_dir: str | Path, checkpoint: Path, which: str) -> dict[str, A
     wall = sum(r.get("step_s", 0.0) for r in by_step.values())
     recent = [by_step[s] for s in sorted(by_step)[-100:]]
     best = min((v for v in val_log if "NoC@90" in v), key=lambda v: v["NoC@90"], default=None)
+    # Free-form remarks about this particular run (restarts, changes), from RUN_DIR/notes.json.
+    notes_file = run_dir / "notes.json"
+    notes = json.loads(notes_file.read_text()) if notes_file.exists() else []
     use_best = best is not None and which.startswith("best")
     ckpt_step = int(best["step"]) if use_best else steps
+    if not use_best and val_log and val_log[-1].get("step") == steps:
+        best = val_log[-1]  # the last checkpoint's own validation
     data = []
     for name, info in run["data"].items():
         data.append({"name": name, "samples": info["samples"], "skipped": info["skipped"],
@@ -139,21 +146,27 @@ def build_card(run_dir: str | Path, checkpoint: Path, which: str) -> dict[str, A
             "protocol": "official click loop (Zoom-In, Focus Crop, Refiner), official clicker, "
                         "max 20 clicks, mask = prob > 0.5",
             "samples": best.get("samples") if best else None,
-            "best": best,
+            "shipped_checkpoint": best,
             "latest": val_log[-1] if val_log else None,
         },
+        "run_notes": notes,
         "written": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
 
-def publish(run_dir: str | Path, dest_dir: str | Path | None = None) -> Path:
-    """Copy the run's best (else last) checkpoint into the package assets with its card."""
+def publish(run_dir: str | Path, dest_dir: str | Path | None = None, which: str = "best") -> Path:
+    """Copy the run's best (else last) checkpoint into the package assets with its card.
+
+    ``which="last"`` ships the final weights instead (e.g. when NoC@90 is saturated at the click limit
+    and the best-NoC pick is noise)."""
     from ..assets import CHECKPOINT_DIR
 
     run_dir = Path(run_dir)
     dest = Path(dest_dir) if dest_dir else CHECKPOINT_DIR
-    src, which = (run_dir / "best.pth", "best validation NoC@90") if (run_dir / "best.pth").exists() else (
-        run_dir / "last.pth", "last")
+    if which == "best" and (run_dir / "best.pth").exists():
+        src, which = run_dir / "best.pth", "best validation NoC@90"
+    else:
+        src, which = run_dir / "last.pth", "last"
     variant = json.loads((run_dir / "run.json").read_text())["config"]["variant"]
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{variant}.pth"
@@ -166,4 +179,11 @@ def publish(run_dir: str | Path, dest_dir: str | Path | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    print(publish(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None))
+    import argparse
+
+    ap = argparse.ArgumentParser(description="publish a run's checkpoint into the package with its card")
+    ap.add_argument("run_dir")
+    ap.add_argument("dest_dir", nargs="?")
+    ap.add_argument("--which", choices=("best", "last"), default="best")
+    a = ap.parse_args()
+    print(publish(a.run_dir, a.dest_dir, a.which))

@@ -51,6 +51,7 @@ class TrainConfig:
     max_next_clicks: int = 3
     copy_paste_prob: float = 0.25
     boundary_weight: float = 1.5
+    bn_recal_batches: int = 40  # precise-BN batches before each validation and the final save
     val: list[tuple[str, str]] = field(default_factory=list)
     val_every: int = 300
     val_count: int = 24
@@ -153,6 +154,50 @@ def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], rng: np.r
              "refine_nfl": l_ref.item(), "train_iou": iou.item(),
              "clicks": (points[..., 2] >= 0).sum(1).float().mean().item()}
     return loss, parts
+
+
+def recalibrate_bn(model: torch.nn.Module, pool: SamplePool, cfg: TrainConfig, seed: int, batches: int = 40,
+                   dev: torch.device | None = None) -> None:
+    """Precise BatchNorm: replace the running statistics by the exact average over ``batches`` fresh
+    training batches (forward only, train-mode BN, cumulative average).
+
+    Why: at batch 4 the EMA (momentum 0.1, about 40 images) of a fast-changing from-scratch net is
+    both noisy and lagging; eval-mode outputs (validation, export, and the iterative-click forwards)
+    were measured far worse than train-mode ones (coarse IoU 0.35 vs 0.43 on the same batch) and
+    recalibration closed that gap. Only BN buffers change, so checkpoints stay format-compatible."""
+    dev = dev or next(model.parameters()).device
+    rng = np.random.default_rng(seed)  # own stream: the training RNG (and resume) stays untouched
+    v = model.variant
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative moving average = plain mean over the calibration batches
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad():
+            for _ in range(batches):
+                b = _stack([make_sample(pool, rng, cfg.copy_paste_prob) for _ in range(cfg.batch)], dev)
+                image, mask, points = b["image"], b["mask"], b["points"]
+                size = tuple(image.shape[-2:])
+                prev = torch.zeros_like(mask)
+                if rng.random() < 0.5:
+                    # Also calibrate on inputs that carry a previous mask, as later clicks do.
+                    out = model(torch.cat([image, prev], 1), disk_maps(points, size, v.segmentor_disk_radius))
+                    prev = torch.sigmoid(out["instances"])
+                    new = next_clicks(prev[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy(), rng)
+                    rows = [torch.from_numpy(c) if c is not None else torch.full((3,), -1.0) for c in new]
+                    points = torch.cat([points, torch.stack(rows)[:, None].to(dev)], 1)
+                out = model(torch.cat([image, prev], 1), disk_maps(points, size, v.segmentor_disk_radius))
+                roi = b["roi"]
+                rois5 = torch.cat([torch.arange(len(roi), device=dev, dtype=roi.dtype)[:, None], roi], 1)
+                focus = disk_maps(points_to_focus(points, roi), size, v.refiner_disk_radius)
+                model.refine(b["image_focus"], focus, out["feature"], out["instances"], rois5)
+    finally:
+        for m, mom in zip(bns, momenta, strict=True):
+            m.momentum = mom
+        model.train(was_training)
 
 
 def _rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -292,8 +337,13 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                             refresh=False)
             if step % cfg.save_every == 0 or step == cfg.iters:
                 save(step)
-            if val_samples and (step % cfg.val_every == 0 or step == cfg.iters):
+            if step == cfg.iters or (val_samples and step % cfg.val_every == 0):
                 tv = time.perf_counter()
+                if cfg.bn_recal_batches > 0:
+                    recalibrate_bn(model, pool, cfg, seed=cfg.seed * 1_000_003 + step,
+                                   batches=cfg.bn_recal_batches, dev=dev)
+                save(step)
+            if val_samples and (step % cfg.val_every == 0 or step == cfg.iters):
                 last_val = noc_validation_safe(model, val_samples)
                 last_val.update({"step": step, "seconds": round(time.perf_counter() - tv, 1),
                                  "wall_h": round(wall / 3600, 3)})
