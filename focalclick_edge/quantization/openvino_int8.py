@@ -11,7 +11,8 @@ Recipe and why:
 - ``subset_size`` = all recorded inputs (tens to hundreds): statistics are cheap at this size;
 - fast bias correction on (the default; it corrects the per-channel mean shift int8 weights cause);
 - ignored scope = the weight-free tail after the last convolution (scope.py): for the Refiner the
-  Eq. 1 blend of logits, for the Segmentor its logits upsampling.
+  Eq. 1 blend of logits, for the Segmentor its logits upsampling; plus the logits convolutions that
+  feed it.
 """
 from __future__ import annotations
 
@@ -89,11 +90,15 @@ def quantize_openvino(
     import nncf
 
     from ..export.openvino_export import read_onnx, save_ir
-    from .scope import ov_float_tail
+    from .scope import ov_float_tail, ov_tail_feeders
 
     t0 = time.perf_counter()
     model = read_onnx(fp32_onnx)
-    ignored = ov_float_tail(model) if keep_float is None else list(keep_float)
+    if keep_float is None:
+        ignored = ov_float_tail(model)
+        ignored += ov_tail_feeders(model, ignored)
+    else:
+        ignored = list(keep_float)
     settings = nncf_settings(family, role, ignored)
     with quiet_nncf(progress):
         q = nncf.quantize(model, nncf.Dataset(feeds), subset_size=len(feeds), **settings)

@@ -25,6 +25,7 @@ ORT_OP_TYPES = ("Conv", "MatMul", "Gemm")
 VERIFY_RECORDS = 8  # recorded calls per graph added to the OpenVINO-vs-ONNX check
 TAIL_RECORDS = 32  # calibration calls the Refiner's float-tail decision is measured on
 SENSITIVITY_RECORDS = 8  # calibration calls the per-layer SQNR is measured on
+LATENCY_RUNS = 10
 
 WHY = {
     "onnxruntime_op_types": (
@@ -59,8 +60,10 @@ WHY = {
         "ops after the last convolution (Refiner: the two upsamplings and Eq. 1 blend "
         "detail*sigmoid(trimap) + cropped_logits*(1-sigmoid(trimap)); Segmentor: its logits upsampling) "
         "stay float: they have no weights and quantizing them rounds logits near the 0.5 mask threshold; "
-        "measured per export for the Refiner (refiner_tail below). ONNX Runtime also keeps the logits "
-        "convolutions feeding the tail float, as its QDQ format would otherwise quantize their outputs"
+        "measured per export for the Refiner (refiner_tail below). The logits convolutions feeding the "
+        "tail stay float too (both backends): measured on a partly trained b0-s1 Segmentor (OpenVINO), "
+        "coarse logits rel. error 0.168 -> 0.048; in ONNX Runtime's QDQ format their outputs would "
+        "otherwise be rounded to 8 bits as well"
     ),
 }
 
@@ -94,7 +97,7 @@ def run_int8_stage(
     from .cpu import int8_capabilities
     from .onnx_int8 import quantize_onnx
     from .openvino_int8 import quantize_openvino
-    from .sensitivity import SQNR_FLOOR_DB, ort_sensitivity, ov_sensitivity
+    from .sensitivity import SQNR_FLOOR_DB, ort_input_producers, ort_sensitivity, ov_sensitivity
 
     # 1. Calibration: real per-click inputs from simulated sessions on the FP32 ONNX graphs.
     t0 = time.perf_counter()
@@ -162,7 +165,7 @@ def run_int8_stage(
             with_tail = ag.output_error(_load(tmp / rel, backend), fp32, probe)
             without = ag.output_error(_load(alt, backend), fp32, probe)
             keep = with_tail["rel_mean_abs_err"] <= without["rel_mean_abs_err"]
-            decision = "tail float" if keep else "tail int8 (measured closer to FP32)"
+            decision = "tail float" if keep else "tail and logits convs int8 (measured closer to FP32)"
             tail_report[backend] = {"tail_float": with_tail, "tail_int8": without, "decision": decision}
             if not keep:
                 recipe = quantize([], tmp / rel)
@@ -171,11 +174,18 @@ def run_int8_stage(
         pick = sorted({int(i) for i in np.linspace(0, len(feeds) - 1, min(SENSITIVITY_RECORDS, len(feeds)))})
         rank = ort_sensitivity if backend == "onnxruntime" else ov_sensitivity
         low = [(db, name) for db, name in rank(tmp / rel, [feeds[i] for i in pick]) if db < SQNR_FLOOR_DB]
+        producers: list[str] = []
         if low:
-            scope_key = "kept_float" if backend == "onnxruntime" else "ignored_scope"
-            recipe = quantize(list(recipe[scope_key]) + [name for _, name in low], tmp / rel)
+            names = [name for _, name in low]
+            if backend == "onnxruntime":
+                producers = [n for n in ort_input_producers(tmp / rel, names) if n not in names]
+                recipe = quantize(list(recipe["kept_float"]) + names + producers, tmp / rel)
+            else:
+                recipe = quantize(list(recipe["ignored_scope"]) + names, tmp / rel)
         recipe["sqnr_floor_db"] = SQNR_FLOOR_DB
         recipe["low_sqnr_float"] = [f"{name} ({db} dB)" for db, name in low]
+        if producers:
+            recipe["low_sqnr_producers_float"] = producers
         per_file_s[rel] = round(time.perf_counter() - t0, 2)
         quant[backend][role] = recipe
         card["files"].append(file_entry(tmp, rel, role, backend, "int8"))
@@ -214,14 +224,38 @@ def run_int8_stage(
         for backend in BACKENDS:
             agreement[f"{backend}/int8"] = ag.measure(tmp, backend, "int8", refs)
         _time(timings, "accuracy_control_s", t0)
-    # Per-graph logits vs FP32 on the held-out sessions' inputs (after accuracy control, if any).
+    # Per-graph logits vs FP32 on the held-out sessions' inputs (after accuracy control, if any), and a
+    # quick latency check: int8 pays off in the Segmentor; the tiny depthwise Refiner may not gain.
+    t0 = time.perf_counter()
+    latency: dict[str, Any] = {
+        "note": (f"median of {LATENCY_RUNS} runs per graph on one held-out input at export time, on the "
+                 "export machine and whatever else it was running: a sanity check, not a benchmark "
+                 "(use the bench command)"),
+    }
     for backend in BACKENDS:
+        latency[backend] = {}
         for role in ROLES:
             rel = f"{role}.int8.onnx" if backend == "onnxruntime" else ir_relpath(role, "int8")
             fp32 = _load(tmp / f"{role}.fp32.onnx", "onnxruntime")
-            quant[backend][role]["output_vs_fp32_held_out"] = ag.output_error(
-                _load(tmp / rel, backend), fp32, held_feeds[role])
+            int8 = _load(tmp / rel, backend)
+            quant[backend][role]["output_vs_fp32_held_out"] = ag.output_error(int8, fp32, held_feeds[role])
+            fp32_same = fp32 if backend == "onnxruntime" else _load(tmp / ir_relpath(role, "fp32"), backend)
+            feed = held_feeds[role][len(held_feeds[role]) // 2]
+            latency[backend][role] = {"fp32": _median_ms(fp32_same, feed), "int8": _median_ms(int8, feed)}
+    quant["latency_ms_quick"] = latency
+    _time(timings, "checks_s", t0)
     write_card()
+
+
+def _median_ms(model: Any, feed: dict[str, np.ndarray]) -> float:
+    for _ in range(2):  # warm-up: first runs allocate and pick kernels
+        model.run(feed)
+    times = []
+    for _ in range(LATENCY_RUNS):
+        t0 = time.perf_counter()
+        model.run(feed)
+        times.append(time.perf_counter() - t0)
+    return round(float(np.median(times)) * 1e3, 2)
 
 
 def _merge_max(a: dict[str, dict[str, float]], b: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:

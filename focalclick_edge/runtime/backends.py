@@ -33,9 +33,9 @@ class OrtModel(CompiledModel):
             so.intra_op_num_threads = threads
             so.inter_op_num_threads = 1
         # No busy-waiting between runs: ORT's idle workers otherwise spin on the cores that the NumPy
-        # stages between the two graphs (and any other thread of the host app) need. Measured on
-        # 2 cores with other load: b0-s1 ort-fp32 149 -> 61 ms per click; on an idle machine the
-        # wake-up cost is within noise (see the bench notes in focalclick_edge/bench/runner.py).
+        # stages between the two graphs (and any other thread of the host app) need. Measured on a
+        # busy 2-core machine: b0-s1 ort-fp32 149 -> 61 ms per click. The price is a thread wake-up
+        # per parallel op, which `focalclick-edge bench` shows on the machine at hand.
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
