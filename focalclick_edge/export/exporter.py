@@ -48,10 +48,11 @@ def export_variant(
     Always: FP32 ONNX and FP32 + FP16-compressed OpenVINO IR of both graphs, each checked against the
     reference (PyTorch, then ONNX Runtime). With ``int8``: calibration on ``calib_size`` images of
     ``calib_data`` (None: the built-in set; any standard benchmark folder), ONNX Runtime QDQ and
-    OpenVINO/NNCF INT8, and their agreement with FP32 on held-out sessions; ``max_drop`` (mean IoU vs
-    FP32, absolute) enables accuracy control. ``calib_cache_dir`` overrides where recorded calibration
-    inputs are cached. The returned card also carries ``summary`` (table rows and next commands), which
-    is printed through ``log`` and not written to disk."""
+    OpenVINO/NNCF INT8, and their agreement with FP32 on held-out sessions; ``max_drop`` (absolute drop
+    of the mean per-click mask IoU vs FP32, quantization/accuracy.py) enables accuracy control.
+    ``calib_cache_dir`` overrides where recorded calibration inputs are cached. The returned card also
+    carries ``summary`` (table rows and next commands), which is printed through ``log`` and not written
+    to disk."""
     from ..models import CheckpointError, load_checkpoint
     from .onnx_export import export_onnx
     from .openvino_export import check_openvino_ir, export_openvino_ir, ir_relpath
@@ -65,6 +66,12 @@ def export_variant(
     if not int8 and (calib_data is not None or calib_size is not None):
         log("note: calibration options only apply with --int8; exporting FP32 / FP16 only")
     t_start = time.perf_counter()
+    cal_set = None
+    if int8:
+        from ..calibration.dataset import open_calibration_set
+
+        # Before the slow export steps: a wrong --calib-data fails in a second, not after the export.
+        cal_set = open_calibration_set(calib_data, calib_size, seed)
     ckpt = resolve_checkpoint(variant, checkpoint)
     try:
         model = load_checkpoint(ckpt, variant)
@@ -117,8 +124,8 @@ def export_variant(
         if int8:
             from ..quantization.pipeline import run_int8_stage
 
-            run_int8_stage(tmp, card, v, write_card, calib_data, calib_size, seed, max_drop, calib_cache_dir,
-                           progress, log, timings, per_file_s)
+            run_int8_stage(tmp, card, v, write_card, cal_set, max_drop, calib_cache_dir, progress, log,
+                           timings, per_file_s)
         timings["total_s"] = round(time.perf_counter() - t_start, 2)
         card["timings"] = {**timings, "per_file_s": per_file_s}
         write_card()

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration.dataset import CalibrationSet
 from ..export.model_card import file_entry
 from ..export.openvino_export import ir_relpath
 from ..fileio import sha256_file
@@ -77,9 +78,7 @@ def run_int8_stage(
     card: dict[str, Any],
     variant: Variant,
     write_card: Callable[[], None],
-    calib_data: str | Path | None,
-    calib_size: int | None,
-    seed: int,
+    cal_set: CalibrationSet,
     max_drop: float | None,
     cache_dir: str | Path | None,
     progress: bool,
@@ -87,10 +86,10 @@ def run_int8_stage(
     timings: dict[str, float],
     per_file_s: dict[str, float],
 ) -> None:
-    """Add ort-int8 and ov-int8 files (both graphs) to ``tmp`` and their sections to ``card``."""
+    """Add ort-int8 and ov-int8 files (both graphs) to ``tmp`` and their sections to ``card``;
+    ``cal_set`` comes from ``calibration.open_calibration_set``."""
     from tqdm import tqdm
 
-    from ..calibration.dataset import open_calibration_set
     from ..calibration.sessions import record_calibration
     from ..export.openvino_export import check_openvino_ir
     from . import agreement as ag
@@ -101,7 +100,7 @@ def run_int8_stage(
 
     # 1. Calibration: real per-click inputs from simulated sessions on the FP32 ONNX graphs.
     t0 = time.perf_counter()
-    cal_set = open_calibration_set(calib_data, calib_size, seed)
+    seed = cal_set.seed
     shas = {r: sha256_file(tmp / f"{r}.fp32.onnx") for r in ROLES}
     cache = None if cache_dir is None else Path(cache_dir)
     recs = record_calibration(tmp, cal_set, shas, cache, progress, log)
