@@ -56,3 +56,14 @@ def within_tolerance(actual: np.ndarray, expected: np.ndarray, atol: float = 1e-
 @pytest.fixture(scope="session")
 def model_io_inputs() -> dict[str, np.ndarray]:
     return dict(np.load(REFERENCE / "model_io_inputs.npz"))
+
+
+@pytest.fixture(scope="session")
+def b0s1_fp32_model_dir(tmp_path_factory):
+    """One FP32 export of the make_weights b0-s1 checkpoint, shared by every test that only reads it."""
+    from focalclick_edge.export.exporter import export_variant
+
+    root = tmp_path_factory.mktemp("b0s1_fp32")
+    ckpt = write_official_checkpoint("b0-s1", root / "b0-s1.pth")
+    export_variant(None, root / "model", checkpoint=ckpt, log=lambda _m: None)
+    return root / "model"

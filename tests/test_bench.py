@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 pytest.importorskip("torch")
 
-from conftest import write_official_checkpoint  # noqa: E402
 
 from focalclick_edge.bench.hardware import ISA_FLAGS, cpu_fingerprint  # noqa: E402
 from focalclick_edge.bench.runner import RUNS, TORCH_RUN, select_runs  # noqa: E402
 from focalclick_edge.cli import main  # noqa: E402
 from focalclick_edge.errors import UserError  # noqa: E402
-from focalclick_edge.export.exporter import export_variant  # noqa: E402
 from focalclick_edge.runtime.model_dir import ModelDir  # noqa: E402
 from focalclick_edge.runtime.session import STAGES  # noqa: E402
 
@@ -23,11 +22,8 @@ RUN_FIELDS = ("total_ms_p50", "total_ms_p90", "budget_ms", "load_ms", "peak_rss_
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("bench")
-    ckpt = write_official_checkpoint("b0-s1", root / "b0-s1.pth")
-    export_variant(None, root / "model", checkpoint=ckpt, log=lambda _m: None)
-    return root / "model"
+def model_dir(b0s1_fp32_model_dir) -> Path:
+    return b0s1_fp32_model_dir
 
 
 def _check_entry(entry: dict, speedup: bool) -> None:

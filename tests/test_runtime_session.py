@@ -23,11 +23,8 @@ TEDDY = FIXTURES / "images" / "teddy.png"
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("b0s1")
-    ckpt = write_official_checkpoint("b0-s1", root / "ckpt.pth")
-    export_variant(None, root / "model", checkpoint=ckpt, log=lambda _m: None)
-    return root / "model"
+def model_dir(b0s1_fp32_model_dir) -> Path:
+    return b0s1_fp32_model_dir
 
 
 @pytest.fixture()

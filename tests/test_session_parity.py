@@ -1,6 +1,8 @@
 """The torch-free runtime on exported ONNX reproduces the official per-click masks."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 pytest.importorskip("torch")
@@ -15,10 +17,13 @@ MIN_IOU = 0.98
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, request):
     cache: dict[str, object] = {}
 
     def get(variant: str):
+        if variant == "b0-s1":
+            model_dir = request.getfixturevalue("b0s1_fp32_model_dir")
+            return model_dir, json.loads((model_dir / "model_card.json").read_text())
         if variant not in cache:
             root = tmp_path_factory.mktemp(variant)
             ckpt = write_official_checkpoint(variant, root / "ckpt.pth")
