@@ -24,7 +24,7 @@ import io
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -146,5 +146,3 @@ def quantized_conv_inputs(model: Any) -> dict[str, int]:
             counts["weight_dq"] += 1
     return counts
 
-
-Validate = Callable[[Path], float]

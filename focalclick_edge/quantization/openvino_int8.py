@@ -20,7 +20,7 @@ import contextlib
 import io
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,5 +144,3 @@ def activation_fake_quantize(model: Any) -> dict[str, int]:
                 counts["conv_with_activation_fq"] += 1
     return counts
 
-
-Validate = Callable[[Any], float]
