@@ -60,11 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a killed CI job, `timeout`) unwinds like Ctrl-C, so atomic writers clean up their
+    temporary files instead of leaving half-written model directories behind."""
+    import signal
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from a test runner thread)
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .errors import UserError
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    _terminate_as_interrupt()
     try:
         return _COMMANDS[args.command](args)
     except UserError as exc:

@@ -39,7 +39,7 @@ def _parse_click(text: str) -> tuple[int, int, bool]:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export.exporter import export_variant
 
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"progress": True}
     if args.int8:
         kwargs.update(int8=True, calib_data=args.calib_data, calib_size=args.calib_size, seed=args.seed,
                       max_drop=args.max_drop)

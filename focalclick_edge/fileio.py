@@ -47,6 +47,10 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # mkdtemp creates 0700; a model directory should get the usual permissions.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{os.getpid()}")

@@ -222,3 +222,21 @@ def test_export_without_the_export_extra_says_which_extra_to_install(tmp_path):
     out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.strip().endswith('pip install "focalclick-edge[export]"') and "Traceback" not in out.stderr
+
+
+def test_export_killed_with_sigterm_leaves_no_partial_directory(tmp_path):
+    import signal
+    import time
+
+    ckpt = write_official_checkpoint("b0-s1", tmp_path / "ckpt.pth")
+    out = tmp_path / "models"
+    proc = subprocess.Popen([sys.executable, "-m", "focalclick_edge", "export", "--checkpoint", str(ckpt),
+                             "--out", str(out / "b0-s1")], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (out.exists() and any(out.iterdir())):
+        time.sleep(0.1)
+    assert out.exists() and any(out.iterdir()), "export never started writing"
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert list(out.iterdir()) == []

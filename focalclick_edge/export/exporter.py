@@ -95,6 +95,7 @@ def export_variant(
         card["verification"] = {
             "inputs": "bundled COCO-MVal sample, second-click style Target/Focus Crops",
             "onnx_vs_torch_max_abs_diff": report["max_abs_diff"],
+            "onnx_vs_torch_tolerance": report["tolerance"],
         }
         for role in ("segmentor", "refiner"):
             card["files"].append(file_entry(tmp, f"{role}.fp32.onnx", role, "onnxruntime", "fp32"))
@@ -144,14 +145,13 @@ def next_commands(out_dir: Path, card: dict[str, Any]) -> list[str]:
     combos = sorted({(f["backend"], f["precision"]) for f in card["files"]})
     best = ("openvino", "int8") if ("openvino", "int8") in combos else ("openvino", "fp32")
     backend, precision = best
+    runs = [f"{'ort' if b == 'onnxruntime' else 'ov'}-{p}" for b, p in combos]
     return [
-        f"focalclick-edge segment --model {out_dir} --image IMAGE.jpg --click X,Y "
+        f"focalclick-edge segment IMAGE.jpg --model {out_dir} --click X,Y,+ --out mask.png "
         f"--backend {backend} --precision {precision}",
-        f"focalclick-edge eval --model {out_dir} --dataset GrabCut --data PATH/GrabCut "
-        f"--backend {backend} --precision {precision}",
-        f"focalclick-edge bench --model {out_dir} "
-        + " ".join(f"--backend {b} --precision {p}" for b, p in combos[:1])
-        + "  # combos: " + ", ".join(f"{b}/{p}" for b, p in combos),
+        f"focalclick-edge eval --model {out_dir} --dataset GrabCut=PATH/GrabCut --runs {','.join(runs)} "
+        "--json eval.json --plot eval.png",
+        f"focalclick-edge bench --model {out_dir} --runs {','.join(runs)} --vs-torch --json bench.json --plot bench.png",
     ]
 
 
