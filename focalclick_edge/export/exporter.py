@@ -151,7 +151,8 @@ def next_commands(out_dir: Path, card: dict[str, Any]) -> list[str]:
         f"--backend {backend} --precision {precision}",
         f"focalclick-edge eval --model {out_dir} --dataset GrabCut=PATH/GrabCut --runs {','.join(runs)} "
         "--json eval.json --plot eval.png",
-        f"focalclick-edge bench --model {out_dir} --runs {','.join(runs)} --vs-torch --json bench.json --plot bench.png",
+        f"focalclick-edge bench --model {out_dir} --runs {','.join(runs)} --vs-torch "
+        "--json bench.json --plot bench.png",
     ]
 
 
