@@ -88,8 +88,9 @@ def test_float_tail_is_the_refiner_blend(model_dir):
 
     onnx_tail = onnx_float_tail(onnx.load(str(model_dir / "refiner.fp32.onnx")))
     kinds = {n.name: n.op_type for n in onnx.load(str(model_dir / "refiner.fp32.onnx")).graph.node}
-    assert sorted(kinds[n] for n in onnx_tail) == ["Add", "Mul", "Mul", "Resize", "Resize", "Sigmoid", "Sub"]
+    # The fused detail/boundary heads give one 2-channel Resize, split by two Slices, then Eq. 1.
+    assert sorted(kinds[n] for n in onnx_tail) == ["Add", "Mul", "Mul", "Resize", "Sigmoid", "Slice", "Slice", "Sub"]
     ov_model = ov.Core().read_model(str(model_dir / "openvino" / "refiner.fp32.xml"))
     ov_kinds = {op.get_friendly_name(): op.get_type_name() for op in ov_model.get_ordered_ops()}
     assert sorted(ov_kinds[n] for n in ov_float_tail(ov_model)) == [
-        "Add", "Interpolate", "Interpolate", "Multiply", "Multiply", "Sigmoid", "Subtract"]
+        "Add", "Interpolate", "Multiply", "Multiply", "Sigmoid", "Slice", "Slice", "Subtract"]

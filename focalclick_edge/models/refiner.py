@@ -51,6 +51,20 @@ class Refiner(nn.Module):
         self.refine_pred = nn.Conv2d(mid_channels, 1, 3, padding=1)
         self.refine_trimap = nn.Conv2d(mid_channels, 1, 3, padding=1)
 
+    def trunk(
+        self,
+        image_focus: torch.Tensor,
+        click_maps_focus: torch.Tensor,
+        cropped_feature: torch.Tensor,
+        cropped_logits: torch.Tensor,
+    ) -> torch.Tensor:
+        """Everything before the two 1-channel heads: 32 channels at half the focus size."""
+        x = torch.cat((image_focus, click_maps_focus, torch.sigmoid(cropped_logits)), dim=1)
+        x = self.image_conv3(self.image_conv2(self.image_conv1(x)))
+        f = self.refine_fusion(cropped_feature)
+        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=True)
+        return self.refine_fusion3(self.refine_fusion2(x + f))
+
     def forward(
         self,
         image_focus: torch.Tensor,
@@ -62,11 +76,7 @@ class Refiner(nn.Module):
         click_maps_focus: (B,2,256,256) disks of radius 5; cropped_feature: (B,C,F,F);
         cropped_logits: (B,1,256,256) RoIAligned coarse logits."""
         size = image_focus.shape[-2:]
-        x = torch.cat((image_focus, click_maps_focus, torch.sigmoid(cropped_logits)), dim=1)
-        x = self.image_conv3(self.image_conv2(self.image_conv1(x)))
-        f = self.refine_fusion(cropped_feature)
-        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=True)
-        x = self.refine_fusion3(self.refine_fusion2(x + f))
+        x = self.trunk(image_focus, click_maps_focus, cropped_feature, cropped_logits)
         detail_low = self.refine_pred(x)
         boundary_low = self.refine_trimap(x)
         detail = F.interpolate(detail_low, size=size, mode="bilinear", align_corners=True)
