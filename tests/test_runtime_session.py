@@ -240,3 +240,29 @@ def test_export_killed_with_sigterm_leaves_no_partial_directory(tmp_path):
     proc.communicate(timeout=60)
     assert proc.returncode == 130
     assert list(out.iterdir()) == []
+
+
+def test_runtime_imports_without_torch_opencv_or_backends_and_names_what_to_install(tmp_path):
+    blocked = ("torch", "cv2", "onnxruntime", "openvino")
+    script = tmp_path / "bare.py"
+    script.write_text(TORCH_FREE.split("import cv2")[0].replace(
+        'name == "torch" or name.startswith("torch.")',
+        f"name.split('.')[0] in {blocked!r}",
+    ) + (
+        "import numpy as np\n"
+        "import focalclick_edge.runtime\n"
+        "from focalclick_edge.errors import UserError\n"
+        "from focalclick_edge.runtime import geometry\n"
+        "from focalclick_edge.runtime.backends import compile_model\n"
+        "z = np.zeros((5, 5), np.float32)\n"
+        "for call in (lambda: geometry.focus_crop_box(z, z, (0, 5, 0, 5), (2, 2)),\n"
+        "             lambda: compile_model('x.onnx', 'onnxruntime')):\n"
+        "    try:\n"
+        "        call()\n"
+        "    except UserError as exc:\n"
+        "        print(exc)\n"
+    ))
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert "pip install opencv-python-headless" in lines[0] and "pip install onnxruntime" in lines[1]

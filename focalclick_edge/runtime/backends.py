@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..optional_modules import optional_import
 
 BACKENDS = ("onnxruntime", "openvino")
 
@@ -23,8 +24,8 @@ class OrtModel(CompiledModel):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, threads: int | None) -> None:
-        import onnxruntime as ort
-
+        # Imported here so that choosing OpenVINO never loads ONNX Runtime (and vice versa).
+        ort = optional_import("onnxruntime", "onnxruntime")
         so = ort.SessionOptions()
         so.log_severity_level = 3
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -55,9 +56,7 @@ def _ov_core():
     Session -- and every Session -- can share it."""
     global _OV_CORE
     if _OV_CORE is None:
-        import openvino as ov
-
-        _OV_CORE = ov.Core()
+        _OV_CORE = optional_import("openvino", "openvino").Core()
     return _OV_CORE
 
 

@@ -23,8 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-import cv2
 import numpy as np
+
+from ..optional_modules import optional_import
+
+cv2 = optional_import("cv2", "opencv-python-headless")
 
 __all__ = [
     "ZOOM_PROB_THRESH",

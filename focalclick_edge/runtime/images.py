@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..optional_modules import optional_import
+
+cv2 = optional_import("cv2", "opencv-python-headless")
 
 
 def to_rgb_uint8(image: np.ndarray, what: str = "image") -> np.ndarray:
