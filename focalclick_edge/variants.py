@@ -60,6 +60,18 @@ class Variant:
     def refiner_disk_radius(self) -> int:
         return 5
 
+    def runtime_sizes(self) -> dict[str, int]:
+        """The constants the per-click runtime needs (the numeric part of a model card's preprocessing)."""
+        return {
+            "net_input_size": self.net_input_size,
+            "segmentor_input_size": self.segmentor_input_size,
+            "refiner_input_size": self.refiner_input_size,
+            "segmentor_disk_radius": self.segmentor_disk_radius,
+            "refiner_disk_radius": self.refiner_disk_radius,
+            "feature_size": self.feature_size,
+            "feature_channels": self.feature_channels,
+        }
+
     @property
     def paper_budget_ms(self) -> float:
         return self.paper_cpu_ms_segmentor + self.paper_cpu_ms_refiner

@@ -1,70 +1,41 @@
 """The PyTorch reference for ``bench --vs-torch``: our FP32 eager models on the same per-click pipeline.
 
-``TorchSession`` is the runtime ``Session`` with its two compiled graphs replaced by the very torch
-modules that were exported (``SegmentorGraph`` / ``RefinerGraph``), so the speed-up reported for a run
-measures the inference engine and precision only: crops, RoIAlign, paste-back and merge are the same
-NumPy code in both. Needs the [export] extra (torch).
+``torch_reference_session`` is the runtime ``Session`` with its two compiled graphs replaced by the very
+torch modules that were exported (``models.torch_session``), so the speed-up reported for a run measures
+the inference engine and precision only: crops, RoIAlign, paste-back and merge are the same NumPy code in
+both. Needs the [export] extra (torch).
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..errors import UserError
-from ..runtime.backends import CompiledModel
+from ..runtime.model_dir import ModelDir
 from ..runtime.session import Session
 
 
-class TorchGraph(CompiledModel):
-    """``run(feeds)`` over a torch module taking the graph's inputs positionally (eager, FP32)."""
+def torch_reference_session(model_dir: str | Path, checkpoint: str | Path, threads: int | None = None) -> Session:
+    """A ``Session`` whose Segmentor and Refiner are the PyTorch modules of ``checkpoint``; the model
+    directory supplies the preprocessing constants, so both sessions run the identical pipeline.
+    ``threads`` sets ``torch.set_num_threads`` (process-wide). ``load_ms`` includes reading the checkpoint."""
+    t0 = time.perf_counter()
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise UserError("--vs-torch needs PyTorch: pip install 'focalclick-edge[export]'") from None
+    from ..models import CheckpointError, load_checkpoint
+    from ..models.torch_session import torch_session
 
-    backend = "torch"
-
-    def __init__(self, module: Any, input_names: tuple[str, ...]) -> None:
-        self._module = module
-        self._inputs = input_names
-
-    def run(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-        import torch
-
-        # from_numpy shares the caller's (reused) buffers: no copy, and the call is synchronous.
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[name], dtype=np.float32)) for name in self._inputs]
-        with torch.inference_mode():
-            out = self._module(*args)
-        outs = out if isinstance(out, tuple | list) else (out,)
-        return [o.numpy() for o in outs]
-
-
-class TorchSession(Session):
-    """A ``Session`` whose Segmentor and Refiner are the PyTorch modules of ``checkpoint``.
-
-    The model directory still supplies the preprocessing constants (sizes, disk radii), so both
-    sessions run the identical pipeline. ``threads`` sets ``torch.set_num_threads`` (process-wide).
-    """
-
-    def __init__(self, model_dir: str | Path, checkpoint: str | Path, threads: int | None = None) -> None:
-        self._checkpoint = Path(checkpoint)
-        super().__init__(model_dir, backend="torch", precision="fp32", threads=threads)
-
-    def _load_graphs(self, threads: int | None) -> tuple[CompiledModel, CompiledModel]:
-        try:
-            import torch
-        except ImportError:
-            raise UserError("--vs-torch needs PyTorch: pip install 'focalclick-edge[export]'") from None
-        from ..export.graphs import REFINER_INPUTS, SEGMENTOR_INPUTS, RefinerGraph, SegmentorGraph
-        from ..models import CheckpointError, load_checkpoint
-
-        if threads:
-            torch.set_num_threads(int(threads))
-        try:
-            model = load_checkpoint(self._checkpoint, self.model_dir.variant)
-        except CheckpointError as exc:
-            raise UserError(f"--vs-torch: {exc}") from None
-        seg = SegmentorGraph(model).eval()
-        ref = RefinerGraph(model).eval()
-        return TorchGraph(seg, SEGMENTOR_INPUTS), TorchGraph(ref, REFINER_INPUTS)
+    md = ModelDir.open(model_dir)
+    try:
+        model = load_checkpoint(checkpoint, md.variant)
+    except CheckpointError as exc:
+        raise UserError(f"--vs-torch: {exc}") from None
+    session = torch_session(model, threads, md.preprocessing)
+    session.load_ms = (time.perf_counter() - t0) * 1e3
+    return session
 
 
 def resolve_checkpoint(card: dict[str, Any], checkpoint: str | Path | None) -> Path:

@@ -61,9 +61,9 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     rss_before = _current_rss_mb()
 
     if backend == "torch":
-        from .torch_reference import TorchSession
+        from .torch_reference import torch_reference_session
 
-        session: Session = TorchSession(spec["model_dir"], spec["checkpoint"], threads=threads)
+        session: Session = torch_reference_session(spec["model_dir"], spec["checkpoint"], threads=threads)
     else:
         session = Session(spec["model_dir"], backend=backend, precision=precision, threads=threads)
 

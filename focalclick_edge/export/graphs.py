@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.refiner import blend_eq1
 from ..variants import Variant
 
 SEGMENTOR_INPUTS = ("image_nd", "click_maps")
@@ -50,10 +51,7 @@ class RefinerGraph(nn.Module):
     ) -> torch.Tensor:
         x = self.refiner.trunk(image_focus, click_maps_focus, cropped_feature, cropped_logits)
         heads = F.interpolate(self.heads(x), size=image_focus.shape[-2:], mode="bilinear", align_corners=True)
-        detail, boundary = heads[:, 0:1], heads[:, 1:2]
-        # Eq. 1 of the paper, on logits, as the official refine() computes it.
-        gate = torch.sigmoid(boundary)
-        return detail * gate + cropped_logits * (1.0 - gate)
+        return blend_eq1(heads[:, 0:1], heads[:, 1:2], cropped_logits)
 
 
 def input_shapes(variant: Variant) -> dict[str, dict[str, tuple[int, ...]]]:

@@ -6,6 +6,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def blend_eq1(detail: torch.Tensor, boundary: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """Eq. 1 of the paper, applied to logits as the official code does: r = s(b)*d + (1 - s(b))*coarse."""
+    gate = torch.sigmoid(boundary)
+    return detail * gate + coarse * (1.0 - gate)
+
+
 class ConvModule(nn.Module):
     """ClickSEG's local ConvModule (conv with bias, BN, ReLU); the child names fix the checkpoint keys."""
 
@@ -81,11 +87,8 @@ class Refiner(nn.Module):
         boundary_low = self.refine_trimap(x)
         detail = F.interpolate(detail_low, size=size, mode="bilinear", align_corners=True)
         trimap = F.interpolate(boundary_low, size=size, mode="bilinear", align_corners=True)
-        # Eq. 1 of the paper, applied to logits as the official code does.
-        gate = torch.sigmoid(trimap)
-        refined = detail * gate + cropped_logits * (1.0 - gate)
         return {
-            "instances_refined": refined,
+            "instances_refined": blend_eq1(detail, trimap, cropped_logits),
             "trimap": trimap,
             "detail_lowres": detail_low,
             "boundary_lowres": boundary_low,

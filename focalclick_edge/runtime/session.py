@@ -74,32 +74,46 @@ class Session:
         threads: int | None = None,
     ) -> None:
         t0 = time.perf_counter()
-        self.model_dir = ModelDir.open(model_dir)
-        self.backend, self.precision = backend, precision
-        pre = self.model_dir.preprocessing
-        self.net_size = int(pre["net_input_size"])
-        self.ref_size = int(pre["refiner_input_size"])
-        self.seg_radius = float(pre["segmentor_disk_radius"])
-        self.ref_radius = float(pre["refiner_disk_radius"])
-        self.feature_size = int(pre["feature_size"])
+        self.model_dir: ModelDir | None = ModelDir.open(model_dir)
         # Compiled once per Session; every click reuses them (and their inference requests).
-        self._segmentor, self._refiner = self._load_graphs(threads)
+        segmentor, refiner = (
+            compile_model(self.model_dir.graph_file(role, backend, precision), backend, precision, threads)
+            for role in ("segmentor", "refiner")
+        )
+        self._setup(self.model_dir.variant, self.model_dir.preprocessing, segmentor, refiner, backend, precision)
         self.load_ms = (time.perf_counter() - t0) * 1e3
+
+    @classmethod
+    def from_graphs(
+        cls,
+        variant: str,
+        preprocessing: dict,
+        segmentor: CompiledModel,
+        refiner: CompiledModel,
+        backend: str,
+        precision: str,
+    ) -> Session:
+        """A Session over graphs built elsewhere (our PyTorch modules for training validation and the
+        benchmark's reference), running the identical per-click pipeline; no model directory."""
+        self = cls.__new__(cls)
+        self.model_dir = None
+        self._setup(variant, preprocessing, segmentor, refiner, backend, precision)
+        self.load_ms = 0.0
+        return self
+
+    def _setup(self, variant: str, preprocessing: dict, segmentor: CompiledModel, refiner: CompiledModel,
+               backend: str, precision: str) -> None:
+        self.variant = variant
+        self.backend, self.precision = backend, precision
+        self.net_size = int(preprocessing["net_input_size"])
+        self.ref_size = int(preprocessing["refiner_input_size"])
+        self.seg_radius = float(preprocessing["segmentor_disk_radius"])
+        self.ref_radius = float(preprocessing["refiner_disk_radius"])
+        self.feature_size = int(preprocessing["feature_size"])
+        self._segmentor, self._refiner = segmentor, refiner
         self._image: np.ndarray | None = None  # (3, H, W) float32 in [0, 1], channels first
         self._state = _State()
         self._history: list[_State] = []
-
-    def _load_graphs(self, threads: int | None) -> tuple[CompiledModel, CompiledModel]:
-        """The Segmentor and Refiner of ``self.backend`` / ``self.precision``; a subclass may run other
-        engines on the same per-click pipeline (the benchmark's PyTorch reference does)."""
-        seg_path = self.model_dir.graph_file("segmentor", self.backend, self.precision)
-        ref_path = self.model_dir.graph_file("refiner", self.backend, self.precision)
-        return (compile_model(seg_path, self.backend, self.precision, threads),
-                compile_model(ref_path, self.backend, self.precision, threads))
-
-    @property
-    def variant(self) -> str:
-        return self.model_dir.variant
 
     # ----------------------------------------------------------------------------------- per image
     def set_image(self, image: np.ndarray) -> None:

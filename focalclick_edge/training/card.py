@@ -6,7 +6,6 @@ filled from the run's ``run.json``, ``train_log.jsonl`` and ``val_log.jsonl``.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -14,6 +13,8 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from ..fileio import sha256_file
 
 DATA_SOURCES = {
     "DUTS-TR": {
@@ -73,14 +74,6 @@ DEVIATIONS = [
 ]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
@@ -119,7 +112,7 @@ def build_card(run_dir: str | Path, checkpoint: Path, which: str) -> dict[str, A
     return {
         "variant": cfg["variant"],
         "file": checkpoint.name,
-        "sha256": _sha256(checkpoint),
+        "sha256": sha256_file(checkpoint),
         "bytes": checkpoint.stat().st_size,
         "format": "official ClickSEG checkpoint {'state_dict', 'config'}; fp32; "
                   "torch.load(weights_only=True)",
