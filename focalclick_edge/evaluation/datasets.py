@@ -38,6 +38,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..runtime.images import decode_image_file, read_image
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
 # When several masks share a stem, the lossless formats win.
 MASK_EXT_PREFERENCE = (".png", ".bmp", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".webp", ".jpg", ".jpeg")
@@ -51,21 +53,13 @@ class Sample:
 
 
 def _read_color(path: Path, what: str) -> np.ndarray:
-    """BGR uint8 HxWx3 exactly as ``cv2.imread(path)`` gives it, or a one-line ValueError."""
-    try:
-        data = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        msg = f"cannot read {what} {path}: {exc.strerror}; check that it exists and is readable."
-        raise ValueError(msg) from None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise ValueError(f"cannot decode {what} {path}: not a readable image file; re-export or remove it.")
-    return img
+    """BGR uint8 HxWx3 exactly as the official ``cv2.imread(path)`` gives it, or a one-line ValueError."""
+    return decode_image_file(path, what, cv2.IMREAD_COLOR)
 
 
 def read_image_rgb(path: str | Path) -> np.ndarray:
     """Decode an image file to uint8 HxWx3 RGB (grey -> RGB, alpha dropped, 16-bit -> 8-bit)."""
-    return cv2.cvtColor(_read_color(Path(path), "image"), cv2.COLOR_BGR2RGB)
+    return read_image(path)
 
 
 def _gt_grabcut(raw: np.ndarray) -> np.ndarray:

@@ -37,29 +37,28 @@ def to_rgb_uint8(image: np.ndarray, what: str = "image") -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file as RGB uint8 (8/16-bit, gray, RGB or RGBA on disk)."""
+def decode_image_file(path: str | Path, what: str, flags: int) -> np.ndarray:
+    """``cv2.imdecode`` of a file with one-line errors. Unlike ``cv2.imread`` it takes any path
+    (non-ASCII too) and tells "missing" from "not an image"."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"image {path} does not exist")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise UserError(f"cannot read {path} as an image (unsupported or corrupt file); use PNG, JPEG or BMP")
-    if data.ndim == 3 and data.shape[2] == 3:
-        data = cv2.cvtColor(data, cv2.COLOR_BGR2RGB)
-    elif data.ndim == 3 and data.shape[2] == 4:
-        data = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA)
-    return to_rgb_uint8(data, what=f"image {path}")
+        raise UserError(f"{what} {path} does not exist")
+    data = np.fromfile(str(path), dtype=np.uint8)
+    img = cv2.imdecode(data, flags) if data.size else None
+    if img is None:
+        raise UserError(f"cannot read {what} {path}: unsupported or corrupt file; use PNG, JPEG or BMP")
+    return img
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """An image file as RGB uint8, decoded as the official loaders do (``IMREAD_COLOR``: gray becomes
+    3 channels, alpha is dropped, 16-bit becomes 8-bit, EXIF orientation is applied)."""
+    return cv2.cvtColor(decode_image_file(path, "image", cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: str | Path, hw: tuple[int, int] | None = None) -> np.ndarray:
     """Read a mask file: any nonzero pixel (channel 0) is object."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"mask {path} does not exist")
-    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise UserError(f"cannot read {path} as a mask image; use a PNG with 0 = background")
+    data = decode_image_file(path, "mask", cv2.IMREAD_UNCHANGED)
     if data.ndim == 3:
         data = data[..., 0]
     mask = data > 0
