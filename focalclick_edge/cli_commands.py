@@ -49,21 +49,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _write_png_atomic(path: Path, image: Any) -> None:
-    import os
-    import tempfile
-
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix or ".png", dir=path.parent)
-    os.close(fd)
-    try:
-        if not cv2.imwrite(tmp, image):
+    from .fileio import atomic_file
+
+    with atomic_file(path) as tmp:
+        if not cv2.imwrite(str(tmp), image):
             raise UserError(f"cannot write {path}; use a .png or .jpg file name")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..fileio import atomic_file
 from .dataset import MIN_RECORDS, CalibrationSet, too_few
 from .recorder import recording
 
@@ -100,16 +101,11 @@ class CalibrationRecords:
                 else:
                     arrays[f"{role}__{k}"] = a
         arrays["meta_json"] = np.array(json.dumps(self.meta))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        try:
-            # Uncompressed: the records are mostly image-derived floats that deflate poorly, and a
-            # compressed write of a few hundred MB costs tens of seconds on a small CPU.
+        # Uncompressed: the records are mostly image-derived floats that deflate poorly, and a
+        # compressed write of a few hundred MB costs tens of seconds on a small CPU. The temporary file
+        # keeps the .npz suffix so np.savez does not append one.
+        with atomic_file(path) as tmp:
             np.savez(tmp, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
 
     @classmethod
     def load(cls, path: Path) -> CalibrationRecords:

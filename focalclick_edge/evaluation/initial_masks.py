@@ -25,14 +25,13 @@ superpixel in O(1) per step, so the cost is the superpixel computation (see ``sl
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..fileio import atomic_file
 from .metrics import iou
 
 SUPERPIXEL_COUNTS = (50, 100, 200, 300, 500, 700)
@@ -402,15 +401,8 @@ class InitialMaskCache:
         ok, buf = cv2.imencode(".png", np.asarray(mask, dtype=bool).astype(np.uint8) * 255)
         if not ok:
             raise ValueError(f"could not encode the initial mask for {dataset}/{name}.")
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".png", dir=p.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buf.tobytes())
-            os.replace(tmp, p)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_file(p) as tmp:
+            tmp.write_bytes(buf.tobytes())
         return p
 
     def get_or_create(self, dataset: str, name: str, image: np.ndarray, gt: np.ndarray, seed: int

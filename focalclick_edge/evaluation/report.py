@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import tempfile
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -13,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..fileio import write_json_atomic
+from ..fileio import atomic_file, write_json_atomic
 from .metrics import summarize
 from .runner import EvalResults, run_backend
 
@@ -203,19 +202,12 @@ def write_plot(path: str | Path, res: EvalResults, summaries: dict[str, dict[str
         ax.grid(alpha=0.3)
         ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".{fmt}", dir=path.parent)
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=fmt, dpi=120)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=120)
     except ValueError as exc:  # matplotlib: unsupported format
-        Path(tmp).unlink(missing_ok=True)
         raise UserError(f"cannot write plot {path}: {exc}; use a .png file name") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..fileio import sha256_file
+from ..fileio import atomic_file, sha256_file, write_json_atomic
 
 DATA_SOURCES = {
     "DUTS-TR": {
@@ -163,11 +163,9 @@ def publish(run_dir: str | Path, dest_dir: str | Path | None = None, which: str 
     variant = json.loads((run_dir / "run.json").read_text())["config"]["variant"]
     dest.mkdir(parents=True, exist_ok=True)
     target = dest / f"{variant}.pth"
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, target)
-    card = build_card(run_dir, target, which)
-    (dest / f"{variant}.card.json").write_text(json.dumps(card, indent=2) + "\n")
+    with atomic_file(target) as tmp:
+        shutil.copyfile(src, tmp)
+    write_json_atomic(dest / f"{variant}.card.json", build_card(run_dir, target, which))
     return target
 
 

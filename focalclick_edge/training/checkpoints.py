@@ -7,12 +7,12 @@ Optimiser and RNG state live in a second file so that the shipped ``.pth`` stays
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from ..fileio import atomic_file
 from ..variants import Variant, get_variant
 
 _MEAN_STD = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
@@ -74,10 +74,8 @@ def official_config(variant: Variant | str) -> dict[str, Any]:
 
 def _atomic_save(obj: Any, path: Path) -> None:
     # Write then rename: a job killed mid-save never leaves a truncated checkpoint behind.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_official_checkpoint(model: torch.nn.Module, variant: Variant | str, path: str | Path) -> Path:
