@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from bench_support import BENCH_CLICK, ClickInputs
 
-from focalclick_edge.bench.hardware import available_cpus
 from focalclick_edge.evaluation.clicker import Clicker
+from focalclick_edge.hardware import available_cpus
 from focalclick_edge.runtime import Session
 from focalclick_edge.runtime import geometry as g
 from focalclick_edge.runtime.images import read_image, read_mask

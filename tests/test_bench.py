@@ -9,10 +9,10 @@ import pytest
 pytest.importorskip("torch")
 
 
-from focalclick_edge.bench.hardware import ISA_FLAGS, cpu_fingerprint  # noqa: E402
 from focalclick_edge.bench.runner import RUNS, TORCH_RUN, select_runs  # noqa: E402
 from focalclick_edge.cli import main  # noqa: E402
 from focalclick_edge.errors import UserError  # noqa: E402
+from focalclick_edge.hardware import ISA_FLAGS, cpu_fingerprint  # noqa: E402
 from focalclick_edge.runtime.model_dir import ModelDir  # noqa: E402
 from focalclick_edge.runtime.session import STAGES  # noqa: E402
 

@@ -14,7 +14,7 @@ def __getattr__(name: str):  # lazy re-exports (PEP 562)
 
         return getattr(runner, name)
     if name == "cpu_fingerprint":
-        from .hardware import cpu_fingerprint
+        from ..hardware import cpu_fingerprint
 
         return cpu_fingerprint
     if name in ("format_table", "write_json", "write_plot"):

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..fileio import write_json_atomic
-from .hardware import isa_summary
+from ..hardware import isa_summary
 from .runner import TORCH_RUN
 
 # Stages stacked in the plot and listed in the table (``total`` is their sum plus timer overhead).

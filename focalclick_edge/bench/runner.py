@@ -44,9 +44,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..hardware import available_cpus, cpu_fingerprint
 from ..runtime.model_dir import ModelDir
 from ..variants import get_variant
-from .hardware import available_cpus, cpu_fingerprint
 
 Log = Callable[[str], None]
 

@@ -2,22 +2,11 @@
 from __future__ import annotations
 
 import platform
-from pathlib import Path
 from typing import Any
 
+from ..hardware import cpu_flags
+
 VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_flags() -> set[str]:
-    """The x86 feature flags of /proc/cpuinfo (what `lscpu` prints), empty where unavailable."""
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def int8_capabilities() -> dict[str, Any]:

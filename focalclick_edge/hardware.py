@@ -1,4 +1,5 @@
-"""Hardware fingerprint stored with every benchmark result: CPU, ISA flags, cores, library versions.
+"""What machine a result came from, and what its CPU can do: the fingerprint stored with every
+benchmark result (CPU, ISA flags, cores, library versions) and the flags the INT8 recipe depends on.
 
 Latency numbers mean little without the machine they came from: INT8 speed depends on VNNI / AMX,
 FP16/BF16 on AVX512_BF16 / AMX, and everything on the core count and library versions. The flags come
@@ -44,6 +45,12 @@ def _cpuinfo() -> list[dict[str, str]]:
     return cpus
 
 
+def cpu_flags() -> set[str]:
+    """The x86 feature flags of /proc/cpuinfo (what `lscpu` prints), empty where unavailable."""
+    cpus = _cpuinfo()
+    return set(cpus[0].get("flags", "").split()) if cpus else set()
+
+
 def _physical_cores(cpus: list[dict[str, str]]) -> int | None:
     pairs = {(c.get("physical id"), c.get("core id")) for c in cpus if "core id" in c}
     return len(pairs) or None
@@ -70,7 +77,7 @@ def cpu_fingerprint(threads: int | None = None) -> dict[str, Any]:
     """The CPU and software a result was measured on; ``threads`` is the thread count the run used."""
     cpus = _cpuinfo()
     first = cpus[0] if cpus else {}
-    flags = set(first.get("flags", "").split())
+    flags = cpu_flags()
     known = bool(flags)
     isa = {name: (any(f in flags for f in names) if known else None) for name, names in ISA_FLAGS.items()}
     return {
