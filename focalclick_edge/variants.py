@@ -65,6 +65,8 @@ class Variant:
         return {
             "net_input_size": self.net_input_size,
             "segmentor_input_size": self.segmentor_input_size,
+            # The exported Segmentor graph's input size (see export/graphs.py SegmentorGraph).
+            "segmentor_feed_size": self.segmentor_input_size,
             "refiner_input_size": self.refiner_input_size,
             "segmentor_disk_radius": self.segmentor_disk_radius,
             "refiner_disk_radius": self.refiner_disk_radius,

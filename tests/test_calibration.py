@@ -63,11 +63,14 @@ def test_recorded_inputs_are_the_live_session_feeds(model_dir, tmp_path):
 
     # Value ranges over every record (scratch and initial-mask sessions).
     seg_in, ref_in = recs.inputs["segmentor"], recs.inputs["refiner"]
-    assert seg_in["image_nd"].shape[1:] == (4, 256, 256) and ref_in["image_focus"].shape[1:] == (3, 256, 256)
-    for a in (seg_in["image_nd"], ref_in["image_focus"]):
-        assert 0.0 <= a.min() and a.max() <= 1.0  # RGB / 255 and the previous probability map
+    # b0-s1's Segmentor graph takes the backbone size (128; the runtime does the official 256 -> 128).
+    assert seg_in["image_nd"].shape[1:] == (4, 128, 128) and seg_in["click_maps"].shape[1:] == (2, 128, 128)
+    assert ref_in["image_focus"].shape[1:] == (3, 256, 256)
+    for a in (seg_in["image_nd"], ref_in["image_focus"], seg_in["click_maps"]):
+        assert 0.0 <= a.min() and a.max() <= 1.0  # RGB / 255, previous probability map, resized disks
+    assert set(np.unique(ref_in["click_maps_focus"])) <= {0.0, 1.0}  # disks drawn at the Refiner's size
     for a in (seg_in["click_maps"], ref_in["click_maps_focus"]):
-        assert set(np.unique(a)) <= {0.0, 1.0} and a[:, 0].any()  # binary disks; positives present
+        assert (a[:, 0] == 1.0).any()  # positive click present (disk centres stay 1 after the resize)
     assert seg_in["image_nd"][0, 3].max() == 0.0  # click 1 from scratch: empty previous mask
     assert seg_in["image_nd"][SCRATCH_CLICKS, 3].max() > 0.5  # initial-mask session: the mask is prev
     assert np.isfinite(ref_in["cropped_logits"]).all() and np.isfinite(ref_in["cropped_feature"]).all()

@@ -74,6 +74,27 @@ def test_int8_export_has_every_backend_precision_and_each_runs_a_click(exported)
         assert float(np.mean(np.abs(p - ref))) < 0.05, combo
 
 
+def test_ort_int8_session_pairs_int8_segmentor_with_fp32_refiner_unless_asked(exported):
+    from focalclick_edge.runtime.session import Session
+
+    model_dir, card = exported
+    assert card["quantization"]["runs"]["onnxruntime/int8"] == {"segmentor": "int8", "refiner": "fp32"}
+    assert card["quantization"]["runs"]["openvino/int8"] == {"segmentor": "int8", "refiner": "int8"}
+    image, gt = _sample()
+    ys, xs = np.nonzero(gt == 1)
+    y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    probs = {}
+    for backend, precision, ref_precision in (("onnxruntime", "int8", None), ("onnxruntime", "int8", "int8"),
+                                              ("openvino", "int8", None)):
+        s = Session(model_dir, backend, precision, refiner_precision=ref_precision)
+        expected = ref_precision or ("fp32" if backend == "onnxruntime" else "int8")
+        assert s.refiner_precision == expected
+        s.set_image(image)
+        probs[(backend, ref_precision)] = s.add_click(x, y, True).prob
+    # Same int8 Segmentor, different Refiner graphs: the two ORT maps differ (the override is honoured).
+    assert not np.array_equal(probs[("onnxruntime", None)], probs[("onnxruntime", "int8")])
+
+
 def test_onnx_int8_convs_take_quantized_activations(exported):
     import onnx
 
@@ -113,6 +134,8 @@ def test_openvino_int8_has_fake_quantize_on_activations(exported):
         counts = activation_fake_quantize(m)
         assert counts["activation_fq"] > 0, (role, counts)
         assert counts["conv_with_activation_fq"] == counts["conv"] - len(float_convs) > 0, (role, counts)
+    # The Segmentor graph ends at its logits conv (the runtime upsamples): that conv stays float too.
+    assert any("linear_pred" in n for n in card["quantization"]["openvino"]["segmentor"]["ignored_scope"])
     # The refiner's Eq. 1 blend stays float: no FakeQuantize right before its Sigmoid / Multiply tail.
     ref = ov.Core().read_model(str(model_dir / "openvino" / "refiner.int8.xml"))
     for op in ref.get_ordered_ops():

@@ -550,3 +550,20 @@ def test_roi_align_reproduces_official_refiner_feature_and_coarse_crops(variant)
     np.testing.assert_allclose(out, ref_feat, rtol=1e-6, atol=1e-5)
     coarse = roi_align_aligned(d["seg_out_instances"][0], roi, (256, 256), 1.0)
     np.testing.assert_allclose(coarse, d["ref_out_instances_coarse"][0], rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("box", [(20, 190, 30, 300), (0, 212, 0, 320), (50, 60, 70, 75), (10, 11, 3, 4)])
+def test_crop_resize_twice_equals_torch_two_step_align_corners_resize(box):
+    """The S1 Segmentor feed: the official 256 Target Crop, then the net's own 256 -> 128 resize."""
+    import torch
+    import torch.nn.functional as F
+
+    from focalclick_edge.runtime.geometry import crop_resize_twice_align_corners
+
+    img = np.random.default_rng(1).random((4, 212, 320), dtype=np.float32)
+    out = np.full((4, 128, 128), np.nan, np.float32)
+    crop_resize_twice_align_corners(img, box, (256, 256), (128, 128), out)
+    t = torch.from_numpy(np.ascontiguousarray(img[None, :, box[0]:box[1], box[2]:box[3]]))
+    mid = F.interpolate(t, size=(256, 256), mode="bilinear", align_corners=True)
+    ref = F.interpolate(mid, size=(128, 128), mode="bilinear", align_corners=True)[0].numpy()
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)

@@ -156,8 +156,12 @@ def test_model_card_lists_files_with_sha256_and_verification(model_dir):
     assert {f["role"] for f in onnx} == {"segmentor", "refiner"}
     for f in onnx:
         assert f["size_bytes"] == (model_dir / f["path"]).stat().st_size and len(f["sha256"]) == 64
-    assert card["graphs"]["segmentor"]["inputs"][0] == {"name": "image_nd", "shape": [1, 4, 256, 256],
+    # The Segmentor graph runs at the backbone size (b0-s1: 128) and returns logits at 1/4 of it.
+    assert card["graphs"]["segmentor"]["inputs"][0] == {"name": "image_nd", "shape": [1, 4, 128, 128],
                                                          "dtype": "float32"}
+    assert card["graphs"]["segmentor"]["outputs"][0] == {"name": "coarse_logits", "shape": [1, 1, 32, 32],
+                                                          "dtype": "float32"}
+    assert card["preprocessing"]["segmentor_feed_size"] == 128
     assert card["preprocessing"]["segmentor_disk_radius"] == 3
     assert "torch" in card["tools"] and "onnxruntime" in card["tools"]
 

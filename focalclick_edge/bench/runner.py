@@ -139,6 +139,7 @@ def summarize(raw: dict[str, Any], variant_id: str) -> dict[str, Any]:
     return {
         "backend": raw["backend"],
         "precision": raw["precision"],
+        "refiner_precision": raw.get("refiner_precision", raw["precision"]),
         "total_ms_p50": total,
         "total_ms_p90": stages["total"]["p90"],
         "stages": stages,

@@ -94,6 +94,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     peak = _peak_rss_mb()
     out: dict[str, Any] = {
         "run": spec["run"], "backend": backend, "precision": precision,
+        "refiner_precision": getattr(session, "refiner_precision", precision),
         "samples": samples, "click_list": clicks, "image_hw": list(image.shape[:2]),
         "load_ms": float(session.load_ms), "peak_rss_mb": peak, "model_rss_mb": peak - rss_before,
     }

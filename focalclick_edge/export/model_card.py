@@ -62,6 +62,9 @@ def base_card(variant: Variant, checkpoint: Path, checkpoint_sha256: str) -> dic
             "refiner_image_normalised": False,
             "prev_mask": "channel 3 of image_nd: previous probability map, not binarised",
             "resize": "bilinear, align_corners=True",
+            "segmentor_io": ("image_nd / click_maps at segmentor_feed_size: the Target Crop built at "
+                             "net_input_size and (S1) resized to the backbone size by the runtime; "
+                             "coarse_logits at 1/4 of it, upsampled to net_input_size by the runtime"),
             **variant.runtime_sizes(),
         },
         "pipeline": {

@@ -47,9 +47,17 @@ def real_verify_inputs(model: Any, variant: Variant) -> dict[str, dict[str, np.n
     click_maps = np.stack(
         [_disks([((py - y1) * sy, (px - x1) * sx)], n, r), _disks([((ny - y1) * sy, (nx - x1) * sx)], n, r)]
     )[None]
-    image_nd_np = image_nd.numpy().astype(np.float32)
+    clicks_t = torch.from_numpy(click_maps.astype(np.float32))
     with torch.no_grad():
-        out = model(image_nd, torch.from_numpy(click_maps))
+        out = model(image_nd, clicks_t)
+    # The exported Segmentor takes the crop at the backbone size (S1: the official 256 -> 128 resize
+    # is done by the runtime), see export/graphs.py.
+    s = variant.segmentor_input_size
+    if s != n:
+        image_nd = F.interpolate(image_nd, size=(s, s), mode="bilinear", align_corners=True)
+        clicks_t = F.interpolate(clicks_t, size=(s, s), mode="bilinear", align_corners=True)
+    image_nd_np = image_nd.numpy().astype(np.float32)
+    click_maps = clicks_t.numpy()
     logits, feature = out["instances"], out["feature"]
     # A focus box of half the target crop around the positive click, as in a later click.
     fy, fx = (py - y1) * sy, (px - x1) * sx

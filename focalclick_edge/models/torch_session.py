@@ -44,7 +44,8 @@ def torch_session(model: Any, threads: int | None = None, preprocessing: dict | 
     variant = model.variant
     return Session.from_graphs(
         variant.id,
-        preprocessing or variant.runtime_sizes(),
+        # The torch graph is always the current SegmentorGraph, whatever card the constants came from.
+        {**(preprocessing or variant.runtime_sizes()), "segmentor_feed_size": variant.segmentor_input_size},
         TorchGraph(SegmentorGraph(model).eval(), SEGMENTOR_INPUTS),
         TorchGraph(RefinerGraph(model).eval(), REFINER_INPUTS),
         backend="torch",

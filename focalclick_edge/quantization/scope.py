@@ -4,9 +4,10 @@ In the Refiner the tail is Eq. 1 of the paper, ``refined = detail * sigmoid(trim
 (1 - sigmoid(trimap))`` plus the two bilinear upsamplings feeding it. It has no weights, costs almost
 nothing, and its inputs are logits: quantizing them rounds ``cropped_logits`` (passed straight through
 wherever the trimap gate is closed) to 256 levels, which moves the 0.5 threshold of the final mask. The
-Segmentor's tail is the upsampling of its logits. Both are found structurally (ops from which no
-convolution / matmul is reachable) so that the rule holds for every variant without hard-coded names.
-The convolutions that produce the logits feeding the tail stay float as well (``*_tail_feeders``).
+Segmentor graph ends at its logits convolution (the runtime upsamples the logits). Tails are found
+structurally (ops from which no convolution / matmul is reachable) so that the rule holds for every
+variant without hard-coded names. The convolutions producing logits -- feeding a tail or a ``*logits``
+graph output -- stay float as well (``*_tail_feeders``).
 """
 from __future__ import annotations
 
@@ -36,19 +37,21 @@ def onnx_float_tail(model: Any) -> list[str]:
 
 
 def onnx_tail_feeders(model: Any, tail: list[str]) -> list[str]:
-    """Weighted ONNX nodes whose output goes straight into the float tail: the logits convolutions.
+    """Weighted ONNX nodes whose output goes straight into the float tail or is a ``*logits`` graph
+    output (the Segmentor, whose logits upsampling is done by the runtime): the logits convolutions.
 
     They stay float in both backends (each is one small convolution with one output channel): their
     int8 error lands on the logits undiluted (a partly trained b0-s1 Segmentor: coarse logits rel. error
     0.168 with linear_pred int8, 0.048 float), and ONNX Runtime's QDQ format would also put a Q/DQ pair
     on their output, rounding the logits themselves to 8 bits."""
     tail_set = set(tail)
+    logits = {o.name for o in model.graph.output if "logits" in o.name}
     consumers: dict[str, list[str]] = {}
     for n in model.graph.node:
         for t in n.input:
             consumers.setdefault(t, []).append(n.name)
     return [n.name for n in model.graph.node if n.op_type in ONNX_WEIGHTED
-            and any(c in tail_set for t in n.output for c in consumers.get(t, []))]
+            and any(t in logits or any(c in tail_set for c in consumers.get(t, [])) for t in n.output)]
 
 
 def ov_float_tail(model: Any) -> list[str]:
@@ -77,9 +80,14 @@ def ov_float_tail(model: Any) -> list[str]:
     return tail
 
 
+def _is_logits_result(op: Any) -> bool:
+    return op.get_type_name() == "Result" and any("logits" in n for n in op.input_value(0).get_names())
+
+
 def ov_tail_feeders(model: Any, tail: list[str]) -> list[str]:
-    """Weighted OpenVINO ops whose output (directly or through their bias Add) goes into the float tail:
-    the logits convolutions, kept float like their ONNX Runtime counterparts."""
+    """Weighted OpenVINO ops whose output (directly or through their bias Add) goes into the float tail
+    or is a ``*logits`` graph output: the logits convolutions, kept float like their ONNX Runtime
+    counterparts."""
     tail_set = set(tail)
 
     def consumers(op: Any) -> list[Any]:
@@ -92,6 +100,6 @@ def ov_tail_feeders(model: Any, tail: list[str]) -> list[str]:
         nexts = consumers(op)
         # The bias Add NNCF fuses with its convolution is not in the tail; look one op further.
         nexts += [c for n in nexts if n.get_type_name() == "Add" for c in consumers(n)]
-        if any(n.get_friendly_name() in tail_set for n in nexts):
+        if any(n.get_friendly_name() in tail_set or _is_logits_result(n) for n in nexts):
             found.append(op.get_friendly_name())
     return found

@@ -452,6 +452,52 @@ def crop_resize_align_corners(img: np.ndarray, box_exclusive: Box4, out_hw: tupl
     return resize_bilinear_align_corners(src, out_hw, out=out, channels_first=channels_first)
 
 
+def _composed_taps(n_in: int, n_mid: int, n_out: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One axis of two align_corners resizes in a row (n_in -> n_mid -> n_out) as one 4-tap filter:
+    indices into the input and float32 weights (products formed in float64)."""
+    i0, i1, a0, a1 = _ac_taps(n_in, n_mid)
+    j0, j1, b0, b1 = _ac_taps(n_mid, n_out)
+    a0, a1, b0, b1 = (v.astype(np.float64) for v in (a0, a1, b0, b1))
+    idx = [i0[j0], i1[j0], i0[j1], i1[j1]]
+    wts = [(b0 * a0[j0]), (b0 * a1[j0]), (b1 * a0[j1]), (b1 * a1[j1])]
+    return idx, [w.astype(np.float32) for w in wts]
+
+
+def _resize_taps_2d(a: np.ndarray, ty: tuple[list, list], tx: tuple[list, list], out: np.ndarray) -> None:
+    """``out = sum_k wy_k * a[iy_k]`` over rows, then the same over columns (any number of taps)."""
+    (iy, wy), (ix, wx) = ty, tx
+    rows = a[iy[0]].astype(np.float32, copy=False)
+    rows *= wy[0][:, None]
+    for idx, w in zip(iy[1:], wy[1:], strict=True):
+        tmp = a[idx].astype(np.float32, copy=False)
+        tmp *= w[:, None]
+        rows += tmp
+    np.take(rows, ix[0], axis=1, out=out)
+    out *= wx[0]
+    for idx, w in zip(ix[1:], wx[1:], strict=True):
+        tmp = np.take(rows, idx, axis=1)
+        tmp *= w
+        out += tmp
+
+
+def crop_resize_twice_align_corners(img: np.ndarray, box_exclusive: Box4, mid_hw: tuple[int, int],
+                                    out_hw: tuple[int, int], out: np.ndarray) -> np.ndarray:
+    """``img[:, y1:y2, x1:x2]`` (channels first) resized to ``mid_hw`` and then to ``out_hw``, both
+    bilinear ``align_corners=True``, written into ``out`` (float32, ``(C, *out_hw)``).
+
+    The official S1 predictor builds a 256 Target Crop and its network halves it again; composing the
+    two resizes into one 4-tap filter per axis reads the source once and never builds the 256 crop.
+    It equals the two-step result to float32 rounding (the weights are products, summed in another order).
+    """
+    y1, y2, x1, x2 = box_exclusive
+    src = img[:, y1:y2, x1:x2]
+    ty = _composed_taps(y2 - y1, int(mid_hw[0]), int(out_hw[0]))
+    tx = _composed_taps(x2 - x1, int(mid_hw[1]), int(out_hw[1]))
+    for c in range(src.shape[0]):
+        _resize_taps_2d(src[c], ty, tx, out[c])
+    return out
+
+
 def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.ndarray:
     """Write ``src`` resized (``align_corners=True``) to the box size into ``dst[y1:y2, x1:x2]``, in place.
 

@@ -19,6 +19,12 @@ from .images import to_rgb_uint8
 from .model_dir import ModelDir
 
 STAGES = ("preprocess", "segmentor", "focus_crop", "refiner", "merge", "total")
+# Which Refiner graph a run uses when none is asked for. ONNX Runtime's INT8 Refiner is slower than its
+# FP32 one -- a ~0.01 M-parameter depthwise net at 128x128 is bound by memory traffic, and QDQ adds a
+# quantize/dequantize pass around every conv -- (bench, 2 threads, AVX512-VNNI Xeon: b0-s1 6.5 vs 4.1
+# ms, hrnet18s-s2 7.6 vs 4.4 ms) and it moves the mask more, so "onnxruntime int8" pairs the INT8
+# Segmentor with the FP32 Refiner. OpenVINO's INT8 Refiner is the faster of its two and is kept.
+REFINER_PRECISION = {("onnxruntime", "int8"): "fp32"}
 MASK_THRESH = 0.5
 KEEP_PREV_AFTER = 10
 
@@ -72,15 +78,20 @@ class Session:
         backend: str = "onnxruntime",
         precision: str = "fp32",
         threads: int | None = None,
+        refiner_precision: str | None = None,
     ) -> None:
+        """``refiner_precision`` overrides the Refiner graph's precision (default: ``precision``, except
+        where ``REFINER_PRECISION`` names a faster one for the backend)."""
         t0 = time.perf_counter()
         self.model_dir: ModelDir | None = ModelDir.open(model_dir)
+        ref_precision = refiner_precision or REFINER_PRECISION.get((backend, precision), precision)
         # Compiled once per Session; every click reuses them (and their inference requests).
         segmentor, refiner = (
-            compile_model(self.model_dir.graph_file(role, backend, precision), backend, precision, threads)
-            for role in ("segmentor", "refiner")
+            compile_model(self.model_dir.graph_file(role, backend, p), backend, p, threads)
+            for role, p in (("segmentor", precision), ("refiner", ref_precision))
         )
         self._setup(self.model_dir.variant, self.model_dir.preprocessing, segmentor, refiner, backend, precision)
+        self.refiner_precision = ref_precision
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
     @classmethod
@@ -98,6 +109,7 @@ class Session:
         self = cls.__new__(cls)
         self.model_dir = None
         self._setup(variant, preprocessing, segmentor, refiner, backend, precision)
+        self.refiner_precision = precision
         self.load_ms = 0.0
         return self
 
@@ -106,6 +118,10 @@ class Session:
         self.variant = variant
         self.backend, self.precision = backend, precision
         self.net_size = int(preprocessing["net_input_size"])
+        # Size of the Segmentor graph's inputs. Current exports take the backbone size (S1: 128) and
+        # leave the official 256 -> 128 input resize and the logits upsampling to this class; model
+        # directories written before that (no key) hold graphs that take the 256 crop and return 256 logits.
+        self.feed_size = int(preprocessing.get("segmentor_feed_size", self.net_size))
         self.ref_size = int(preprocessing["refiner_input_size"])
         self.seg_radius = float(preprocessing["segmentor_disk_radius"])
         self.ref_radius = float(preprocessing["refiner_disk_radius"])
@@ -202,19 +218,32 @@ class Session:
         input_box = crop if crop is not None else (0, h - 1, 0, w - 1)
         global_roi = g.zoom_in_global_roi(st.object_roi, (h, w))
         y1, y2, x1, x2 = input_box[0], input_box[1] + 1, input_box[2], input_box[3] + 1
-        n = self.net_size
-        image_nd = self._buffer("image_nd", (1, 4, n, n))
-        g.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
-        g.crop_resize_align_corners(st.prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
+        n, s = self.net_size, self.feed_size
+        image_nd = self._buffer("image_nd", (1, 4, s, s))
         pts = g.map_clicks_to_crop(clicks_arr, input_box, n)
         net_points = np.concatenate([pts, clicks_arr[:, 2:3]], axis=1)
-        click_maps = self._buffer("click_maps", (1, 2, n, n))
-        g.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
+        click_maps = self._buffer("click_maps", (1, 2, s, s))
+        if s == n:
+            g.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
+            g.crop_resize_align_corners(st.prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
+            g.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
+        else:  # the official crop at n, then the network's own resize to s, as one filter
+            box = (y1, y2, x1, x2)
+            g.crop_resize_twice_align_corners(img, box, (n, n), (s, s), out=image_nd[0, :3])
+            g.crop_resize_twice_align_corners(st.prev_prob[None], box, (n, n), (s, s), out=image_nd[0, 3:])
+            disks = self._buffer("click_maps_net", (2, n, n))
+            g.click_disks(net_points, (n, n), self.seg_radius, out=disks)
+            g.resize_bilinear_align_corners(disks, (s, s), out=click_maps[0], channels_first=True)
         t1 = time.perf_counter()
 
         # Outputs may be views of backend-owned memory (OpenVINO): valid until this graph runs again,
         # i.e. for the rest of this click, and nothing below keeps a reference past it.
-        coarse256, feature = self._segmentor.run({"image_nd": image_nd, "click_maps": click_maps})
+        coarse, feature = self._segmentor.run({"image_nd": image_nd, "click_maps": click_maps})
+        if coarse.shape[-2:] != (n, n):  # the official logits upsampling (align_corners=True) to n
+            coarse256 = self._buffer("coarse_logits_net", (1, 1, n, n))
+            g.resize_bilinear_align_corners(coarse[0, 0], (n, n), out=coarse256[0, 0])
+        else:
+            coarse256 = coarse
         t2 = time.perf_counter()
 
         # Inverse Zoom-In: probabilities back to the input crop, then into the (possibly stale) box.
