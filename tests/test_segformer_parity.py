@@ -111,3 +111,34 @@ def test_stage1_decoder_input_carries_no_click_information() -> None:
 def test_unknown_model_version_is_rejected() -> None:
     with pytest.raises(ValueError, match="b0"):
         SegFormerModel(model_version="b7")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_exported_segmentor_graph_with_folded_head_matches_official_outputs(variant: str, model_io_inputs) -> None:
+    """The graph we export (folded decode head, no fixed resizes) fed and post-processed the way the
+    runtime does it still reproduces the official Segmentor within the parity tolerance."""
+    import torch.nn.functional as F
+
+    from focalclick_edge.export.graphs import SegmentorGraph
+    from focalclick_edge.variants import get_variant
+
+    model = _build(variant).eval()
+    model.load_state_dict({k: torch.from_numpy(a) for k, a in reference_weights(variant).items()}, strict=True)
+    graph = SegmentorGraph(model).eval()
+    assert graph.folded_head is not None
+    io = np.load(REFERENCE / variant / "model_io.npz")
+    image_nd = torch.from_numpy(model_io_inputs["seg_in_image_nd"])
+    click_maps = torch.from_numpy(io["seg_out_click_map"]).float()
+    s = get_variant(variant).segmentor_input_size
+    if s != image_nd.shape[-1]:  # the official S1 resize, done by the runtime before the graph
+        image_nd = F.interpolate(image_nd, size=(s, s), mode="bilinear", align_corners=True)
+        click_maps = F.interpolate(click_maps, size=(s, s), mode="bilinear", align_corners=True)
+    with torch.inference_mode():
+        logits, feature = graph(image_nd, click_maps)
+    n = io["seg_out_instances"].shape[-1]
+    instances = F.interpolate(logits, size=(n, n), mode="bilinear", align_corners=True).numpy()
+    _assert_close("instances", instances, io["seg_out_instances"])
+    feature = feature.numpy()
+    head = io["seg_out_feature_head"]
+    _assert_close("feature[:, :24]", feature[:, : head.shape[1]], head)
+    _assert_close("feature channel mean", feature.mean(axis=(0, 2, 3)), io["seg_out_feature_channel_mean"])

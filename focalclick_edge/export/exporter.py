@@ -92,6 +92,11 @@ def export_variant(
         report = export_onnx(model, v, tmp, verify)
         timings["onnx_export_s"] = round(time.perf_counter() - t0, 2)
         card["onnx"] = {"opset": report["opset"], "simplifier": report["simplifier"]}
+        if report["segmentor_head_folded"]:
+            card["onnx"]["segmentor_head"] = (
+                "SegFormer decode head folded (export/head_folding.py): per-stage Linear, the fuse conv's "
+                "block and BatchNorm merged into one 1x1 conv per stage at its own resolution, then upsampled "
+                "and summed; the same function, checked against the unmodified model below")
         card["verification"] = {
             "inputs": "bundled COCO-MVal sample, second-click style Target/Focus Crops",
             "onnx_vs_torch_max_abs_diff": report["max_abs_diff"],

@@ -30,14 +30,24 @@ class SegmentorGraph(nn.Module):
     normalisation, a per-channel affine map, commutes with the resize up to float rounding.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, fold_head: bool = True) -> None:
+        """``fold_head``: SegFormer decode head in its folded form (export/head_folding.py: the same
+        function with ~1/3 of the b0 Segmentor's arithmetic); False keeps the trained structure."""
         super().__init__()
         self.model = model
+        head = getattr(getattr(model, "feature_extractor", None), "decode_head", None)
+        self.folded_head = None
+        if fold_head and head is not None and hasattr(head, "linear_fuse"):
+            from .head_folding import FoldedSegFormerHead
+
+            self.folded_head = FoldedSegFormerHead(head.eval())
 
     def forward(self, image_nd: torch.Tensor, click_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         m = self.model
         image = (image_nd[:, :3] - m._mean) / m._std
         coord = torch.cat((image_nd[:, 3:4], click_maps), dim=1)
+        if self.folded_head is not None:
+            return self.folded_head(m.feature_extractor.backbone(image, coord))
         instances, _aux, feature = m.backbone_forward(image, coord)
         return instances, feature
 

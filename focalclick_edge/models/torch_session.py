@@ -46,7 +46,9 @@ def torch_session(model: Any, threads: int | None = None, preprocessing: dict | 
         variant.id,
         # The torch graph is always the current SegmentorGraph, whatever card the constants came from.
         {**(preprocessing or variant.runtime_sizes()), "segmentor_feed_size": variant.segmentor_input_size},
-        TorchGraph(SegmentorGraph(model).eval(), SEGMENTOR_INPUTS),
+        # The trained structure (no head folding): training validation and the benchmark's PyTorch
+        # reference run the model exactly as it was trained.
+        TorchGraph(SegmentorGraph(model, fold_head=False).eval(), SEGMENTOR_INPUTS),
         TorchGraph(RefinerGraph(model).eval(), REFINER_INPUTS),
         backend="torch",
         precision="fp32",
