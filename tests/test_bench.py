@@ -79,3 +79,28 @@ def test_cpu_fingerprint_reports_isa_flags_and_versions():
     assert set(fp["isa"]) == {"AVX2", "AVX512F", "AVX512_VNNI", "AVX_VNNI", "AVX512_BF16", "AMX"}
     assert all(v is None or isinstance(v, bool) for v in fp["isa"].values())
     assert fp["libraries"]["numpy"]
+
+
+def test_bench_rounds_interleave_runs_and_pool_their_clicks(model_dir, tmp_path):
+    from focalclick_edge.bench.runner import BenchConfig, run_bench
+
+    order: list[str] = []
+    res = run_bench(BenchConfig(model_dir=model_dir, runs=["ort-fp32", "ov-fp32"], clicks=2, sessions=1,
+                                warmup=1, threads=1, rounds=2), log=order.append)
+    # A, B, A, B: each round runs every run once, in order.
+    assert [line.split()[2].rstrip(":") for line in order] == ["ort-fp32", "ov-fp32", "ort-fp32", "ov-fp32"]
+    assert res["protocol"]["rounds"] == 2
+    for entry in res["runs"].values():
+        assert entry["clicks_timed"] == 4  # 2 clicks x 1 session x 2 rounds
+        assert entry["total_ms_p90"] >= entry["total_ms_p50"] > 0
+
+
+def test_bench_pools_samples_load_time_and_peak_memory_over_rounds():
+    from focalclick_edge.bench.runner import pool_rounds
+
+    a = {"samples": {"total": [1.0, 2.0]}, "load_ms": 10.0, "peak_rss_mb": 100.0, "model_rss_mb": 40.0, "run": "x"}
+    b = {"samples": {"total": [3.0]}, "load_ms": 30.0, "peak_rss_mb": 90.0, "model_rss_mb": 50.0, "run": "x"}
+    c = {"samples": {"total": [4.0]}, "load_ms": 20.0, "peak_rss_mb": 80.0, "model_rss_mb": 30.0, "run": "x"}
+    pooled = pool_rounds([a, b, c])
+    assert pooled["samples"]["total"] == [1.0, 2.0, 3.0, 4.0]
+    assert pooled["load_ms"] == 20.0 and pooled["peak_rss_mb"] == 100.0 and pooled["model_rss_mb"] == 50.0

@@ -35,7 +35,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     cfg = BenchConfig(
         model_dir=Path(args.model), runs=args.runs, threads=args.threads, clicks=args.clicks,
-        sessions=args.sessions, warmup=args.warmup, image=args.image, mask=args.mask,
+        sessions=args.sessions, warmup=args.warmup, rounds=args.rounds, image=args.image, mask=args.mask,
         vs_torch=args.vs_torch, checkpoint=args.checkpoint,
     )
     # Progress goes to stderr so that stdout carries only the table.
@@ -68,6 +68,9 @@ def add_bench_subcommand(sub: Any, register: Any) -> None:
     p.add_argument("--clicks", type=_positive, default=20, help="clicks per session (default 20)")
     p.add_argument("--sessions", type=_positive, default=3, help="timed sessions per run (default 3)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up clicks per run (default 3)")
+    p.add_argument("--rounds", type=_positive, default=1,
+                   help="repeat all runs this many times, interleaved, and pool each run's clicks: spreads a "
+                        "shared machine's drift over every run (default 1)")
     p.add_argument("--image", type=Path, help="image to click on (default: the bundled sample)")
     p.add_argument("--mask", type=Path, help="its ground-truth mask, nonzero = object (needed with --image)")
     p.add_argument("--vs-torch", action="store_true",
