@@ -50,3 +50,5 @@ class ClickInputs:
     feature_size: int
     seg_radius: float
     ref_radius: float
+    segmentor_feeds: dict[str, np.ndarray]  # what the Segmentor graph received
+    session: Session  # ort-fp32 session the inputs came from (its Target Crop code is benchmarked)

@@ -95,13 +95,10 @@ def click_inputs(model_dir, image_and_gt, click_list, threads) -> ClickInputs:
     result = s.add_click(click_list[BENCH_CLICK][1], click_list[BENCH_CLICK][0], click_list[BENCH_CLICK][2])
     global_roi = result.target_box  # the (possibly stale) Zoom-In box, as the session used it
     n = s.net_size
-    image_nd = np.empty((1, 4, n, n), np.float32)
-    y1, y2, x1, x2 = box[0], box[1] + 1, box[2], box[3] + 1
-    g.crop_resize_align_corners(planar, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
-    g.crop_resize_align_corners(st.prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
-    pts = np.concatenate([g.map_clicks_to_crop(clicks, box, n), clicks[:, 2:3]], axis=1)
-    maps = g.click_disks(pts, (n, n), s.seg_radius)[None]
-    coarse256, feature = (np.array(o) for o in s._segmentor.run({"image_nd": image_nd, "click_maps": maps}))
+    # The session's own Target Crop and logits upsampling (the graph may take the backbone size).
+    feeds = {k: np.array(v) for k, v in s._segmentor_feeds(planar, st.prev_prob, box, clicks).items()}
+    coarse, feature = (np.array(o) for o in s._segmentor.run(feeds))
+    coarse256 = np.array(s._logits_at_net_size(coarse))
     gy1, gy2, gx1, gx2 = global_roi
     from focalclick_edge.runtime.session import _logit, _sigmoid
 
@@ -115,4 +112,4 @@ def click_inputs(model_dir, image_and_gt, click_list, threads) -> ClickInputs:
     refined = np.zeros((1, 1, s.ref_size, s.ref_size), np.float32) + 0.5
     return ClickInputs(planar, st.prev_prob, clicks, box, global_roi, coarse256, feature, logit_box, pred,
                        prev_mask, focus, roi, refined, n, s.ref_size, s.feature_size, s.seg_radius,
-                       s.ref_radius)
+                       s.ref_radius, feeds, s)

@@ -41,8 +41,7 @@ def test_graph(benchmark, run, graph, model_dir, click_inputs: ClickInputs, thre
     ci = click_inputs
     rng = np.random.default_rng(0)
     if graph == "segmentor":
-        feeds = {"image_nd": rng.random((1, 4, ci.net_size, ci.net_size), dtype=np.float32),
-                 "click_maps": np.zeros((1, 2, ci.net_size, ci.net_size), np.float32)}
+        feeds = {k: v.copy() for k, v in ci.segmentor_feeds.items()}
         model = s._segmentor
     else:
         r, fs = ci.ref_size, ci.feature_size
@@ -61,20 +60,10 @@ def test_stage_zoom_in_box(benchmark, click_inputs: ClickInputs):
 
 
 def test_stage_target_crop_inputs(benchmark, click_inputs: ClickInputs):
-    """Image + previous-mask crops resized into the (1, 4, S, S) input, and the click disks."""
+    """Image + previous-mask crops resized into the Segmentor's input, and the click disks (the
+    session's own code: for S1 the composed 256 -> 128 filter)."""
     ci = click_inputs
-    n = ci.net_size
-    image_nd = np.empty((1, 4, n, n), np.float32)
-    maps = np.empty((2, n, n), np.float32)
-    y1, y2, x1, x2 = ci.input_box[0], ci.input_box[1] + 1, ci.input_box[2], ci.input_box[3] + 1
-
-    def target_crop() -> None:
-        g.crop_resize_align_corners(ci.image, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
-        g.crop_resize_align_corners(ci.prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
-        pts = np.concatenate([g.map_clicks_to_crop(ci.clicks, ci.input_box, n), ci.clicks[:, 2:3]], axis=1)
-        g.click_disks(pts, (n, n), ci.seg_radius, out=maps)
-
-    benchmark(target_crop)
+    benchmark(ci.session._segmentor_feeds, ci.image, ci.prev_prob, ci.input_box, ci.clicks)
 
 
 def test_stage_click_disks(benchmark, click_inputs: ClickInputs):

@@ -567,3 +567,16 @@ def test_crop_resize_twice_equals_torch_two_step_align_corners_resize(box):
     mid = F.interpolate(t, size=(256, 256), mode="bilinear", align_corners=True)
     ref = F.interpolate(mid, size=(128, 128), mode="bilinear", align_corners=True)[0].numpy()
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6)
+
+
+def test_sparse_resize_of_click_disks_is_bit_identical_to_the_full_resize():
+    from focalclick_edge.runtime.geometry import resize_bilinear_align_corners, resize_sparse_align_corners
+
+    pts = np.array([[10.0, 20.0, 1.0], [200.5, 30.2, 1.0], [128.0, 250.0, 0.0], [-1.0, -1.0, 1.0]])
+    disks = click_disks(pts, (256, 256), 3.0)
+    full = resize_bilinear_align_corners(disks, (128, 128), channels_first=True)
+    sparse = resize_sparse_align_corners(disks, (128, 128), np.full((2, 128, 128), np.nan, np.float32))
+    assert full[0].any() and full[1].any()
+    np.testing.assert_array_equal(sparse, full)
+    empty = np.zeros((2, 256, 256), np.float32)
+    np.testing.assert_array_equal(resize_sparse_align_corners(empty, (128, 128), np.ones((2, 128, 128), np.float32)), 0)

@@ -195,6 +195,37 @@ class Session:
         return buf
 
     # ----------------------------------------------------------------------------------- per click
+    def _segmentor_feeds(self, img: np.ndarray, prev_prob: np.ndarray, input_box: tuple[int, int, int, int],
+                         clicks: np.ndarray) -> dict[str, np.ndarray]:
+        """Target Crop: the Segmentor's inputs for the inclusive ``input_box`` (into reused buffers)."""
+        y1, y2, x1, x2 = input_box[0], input_box[1] + 1, input_box[2], input_box[3] + 1
+        n, s = self.net_size, self.feed_size
+        image_nd = self._buffer("image_nd", (1, 4, s, s))
+        pts = g.map_clicks_to_crop(clicks, input_box, n)
+        net_points = np.concatenate([pts, clicks[:, 2:3]], axis=1)
+        click_maps = self._buffer("click_maps", (1, 2, s, s))
+        if s == n:
+            g.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
+            g.crop_resize_align_corners(prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
+            g.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
+        else:  # the official crop at n, then the network's own resize to s, as one filter
+            box = (y1, y2, x1, x2)
+            g.crop_resize_twice_align_corners(img, box, (n, n), (s, s), out=image_nd[0, :3])
+            g.crop_resize_twice_align_corners(prev_prob[None], box, (n, n), (s, s), out=image_nd[0, 3:])
+            disks = self._buffer("click_maps_net", (2, n, n))
+            g.click_disks(net_points, (n, n), self.seg_radius, out=disks)
+            g.resize_sparse_align_corners(disks, (s, s), out=click_maps[0])
+        return {"image_nd": image_nd, "click_maps": click_maps}
+
+    def _logits_at_net_size(self, coarse: np.ndarray) -> np.ndarray:
+        """The official logits upsampling (align_corners=True) to the net size, unless the graph did it."""
+        n = self.net_size
+        if coarse.shape[-2:] == (n, n):
+            return coarse
+        out = self._buffer("coarse_logits_net", (1, 1, n, n))
+        g.resize_bilinear_align_corners(coarse[0, 0], (n, n), out=out[0, 0])
+        return out
+
     def add_click(self, x: int, y: int, positive: bool = True) -> ClickResult:
         img = self._require_image()
         h, w = img.shape[1:]
@@ -217,40 +248,22 @@ class Session:
                 st.object_roi = crop
         input_box = crop if crop is not None else (0, h - 1, 0, w - 1)
         global_roi = g.zoom_in_global_roi(st.object_roi, (h, w))
-        y1, y2, x1, x2 = input_box[0], input_box[1] + 1, input_box[2], input_box[3] + 1
-        n, s = self.net_size, self.feed_size
-        image_nd = self._buffer("image_nd", (1, 4, s, s))
-        pts = g.map_clicks_to_crop(clicks_arr, input_box, n)
-        net_points = np.concatenate([pts, clicks_arr[:, 2:3]], axis=1)
-        click_maps = self._buffer("click_maps", (1, 2, s, s))
-        if s == n:
-            g.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
-            g.crop_resize_align_corners(st.prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
-            g.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
-        else:  # the official crop at n, then the network's own resize to s, as one filter
-            box = (y1, y2, x1, x2)
-            g.crop_resize_twice_align_corners(img, box, (n, n), (s, s), out=image_nd[0, :3])
-            g.crop_resize_twice_align_corners(st.prev_prob[None], box, (n, n), (s, s), out=image_nd[0, 3:])
-            disks = self._buffer("click_maps_net", (2, n, n))
-            g.click_disks(net_points, (n, n), self.seg_radius, out=disks)
-            g.resize_bilinear_align_corners(disks, (s, s), out=click_maps[0], channels_first=True)
+        feeds = self._segmentor_feeds(img, st.prev_prob, input_box, clicks_arr)
         t1 = time.perf_counter()
 
         # Outputs may be views of backend-owned memory (OpenVINO): valid until this graph runs again,
         # i.e. for the rest of this click, and nothing below keeps a reference past it.
-        coarse, feature = self._segmentor.run({"image_nd": image_nd, "click_maps": click_maps})
-        if coarse.shape[-2:] != (n, n):  # the official logits upsampling (align_corners=True) to n
-            coarse256 = self._buffer("coarse_logits_net", (1, 1, n, n))
-            g.resize_bilinear_align_corners(coarse[0, 0], (n, n), out=coarse256[0, 0])
-        else:
-            coarse256 = coarse
+        coarse, feature = self._segmentor.run(feeds)
+        coarse256 = self._logits_at_net_size(coarse)
+        n = self.net_size
         t2 = time.perf_counter()
 
         # Inverse Zoom-In: probabilities back to the input crop, then into the (possibly stale) box.
         # The official map is zero outside global_roi (the box), so its logits are -inf there; both
         # maps are kept only inside the box, which is exact: nothing outside can pass a threshold.
         gy1, gy2, gx1, gx2 = global_roi
-        prob_in = g.resize_bilinear_align_corners(_sigmoid(coarse256[0, 0]), (y2 - y1, x2 - x1))
+        in_hw = (input_box[1] + 1 - input_box[0], input_box[3] + 1 - input_box[2])
+        prob_in = g.resize_bilinear_align_corners(_sigmoid(coarse256[0, 0]), in_hw)
         if prob_in.shape != (gy2 - gy1, gx2 - gx1):
             prob_in = g.resize_bilinear_align_corners(prob_in, (gy2 - gy1, gx2 - gx1))
         logit_box = _logit(prob_in)  # coarse logits inside global_roi
