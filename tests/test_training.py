@@ -101,3 +101,21 @@ def test_noc_validation_runs_the_click_loop() -> None:
     samples = [(ds[0].image, ds[0].gt)]
     res = noc_validation(build_model("b0-s1"), samples, max_clicks=2)
     assert 1 <= res["NoC@90"] <= 2 and 0.0 <= res["mIoU@1"] <= 1.0 and res["samples"] == 1
+
+
+def test_published_card_takes_the_noc_figures_of_eval_results(tmp_path):
+    import json
+
+    from focalclick_edge.training.card import add_evaluation
+
+    run = {"dataset": "GrabCut", "n_samples": 50, "max_clicks": 20, "noc85": 3.5, "noc90": 5.25, "noc95": 9.0,
+           "nof85": 1, "nof90": 2, "nof95": 7, "miou": [0.5, 0.75]}
+    ev = tmp_path / "eval.json"
+    ev.write_text(json.dumps({"runs": {"ort-fp32": run, "ov-int8": {**run, "noc90": 5.5}}}))
+    card = tmp_path / "b0-s1.card.json"
+    card.write_text(json.dumps({"variant": "b0-s1"}))
+    add_evaluation(card, [("scratch", str(ev))])
+    rows = json.loads(card.read_text())["evaluation"]["results"]
+    assert [(r["run"], r["mode"], r["noc90"]) for r in rows] == [("ort-fp32", "scratch", 5.25),
+                                                                 ("ov-int8", "scratch", 5.5)]
+    assert rows[0]["miou_at_k"] == [0.5, 0.75] and rows[0]["dataset"] == "GrabCut"

@@ -147,6 +147,33 @@ def build_card(run_dir: str | Path, checkpoint: Path, which: str) -> dict[str, A
     }
 
 
+def evaluation_summary(eval_json: str | Path, mode: str) -> list[dict[str, Any]]:
+    """The card's figures from one ``focalclick-edge eval --json`` result (every run in it)."""
+    res = json.loads(Path(eval_json).read_text())
+    rows = []
+    for run, r in res["runs"].items():
+        rows.append({
+            "dataset": r["dataset"], "mode": mode, "run": run, "images": r["n_samples"],
+            "max_clicks": r["max_clicks"],
+            **{k: r[k] for k in ("noc85", "noc90", "noc95", "nof85", "nof90", "nof95")},
+            "miou_at_k": [round(float(v), 4) for v in r["miou"]],
+        })
+    return rows
+
+
+def add_evaluation(card_path: str | Path, evals: list[tuple[str, str]]) -> None:
+    """Put ``(mode, eval.json)`` results (e.g. GrabCut / Berkeley from scratch) into a published card."""
+    card_path = Path(card_path)
+    card = json.loads(card_path.read_text())
+    rows = [row for mode, path in evals for row in evaluation_summary(path, mode)]
+    card["evaluation"] = {
+        "protocol": "focalclick-edge eval: official clicker, max 20 clicks, NoC@85/90/95 and NoF, mIoU after "
+                    "k clicks; exported graphs (ONNX Runtime / OpenVINO) of this very checkpoint",
+        "results": rows,
+    }
+    write_json_atomic(card_path, card)
+
+
 def publish(run_dir: str | Path, dest_dir: str | Path | None = None, which: str = "best") -> Path:
     """Copy the run's best (else last) checkpoint into the package assets with its card.
 
@@ -176,5 +203,15 @@ if __name__ == "__main__":
     ap.add_argument("run_dir")
     ap.add_argument("dest_dir", nargs="?")
     ap.add_argument("--which", choices=("best", "last"), default="best")
+    ap.add_argument("--eval", action="append", default=[], metavar="MODE=EVAL.json",
+                    help="only add evaluation results (e.g. scratch=grabcut.json) to the published card")
     a = ap.parse_args()
-    print(publish(a.run_dir, a.dest_dir, a.which))
+    if a.eval:
+        from ..assets import CHECKPOINT_DIR
+
+        variant = json.loads((Path(a.run_dir) / "run.json").read_text())["config"]["variant"]
+        card = Path(a.dest_dir or CHECKPOINT_DIR) / f"{variant}.card.json"
+        add_evaluation(card, [tuple(e.split("=", 1)) for e in a.eval])
+        print(card)
+    else:
+        print(publish(a.run_dir, a.dest_dir, a.which))
