@@ -95,6 +95,18 @@ def test_ort_int8_session_pairs_int8_segmentor_with_fp32_refiner_unless_asked(ex
     assert not np.array_equal(probs[("onnxruntime", None)], probs[("onnxruntime", "int8")])
 
 
+def _single_conv_models(model, names):
+    """Each named Conv with just the nodes producing its inputs, for a per-node quantized_conv_inputs."""
+    import onnx
+
+    producers = {o: n for n in model.graph.node for o in n.output}
+    for n in model.graph.node:
+        if n.name in names:
+            nodes = [p for t in n.input if (p := producers.get(t)) is not None]
+            g = onnx.helper.make_graph([*nodes, n], "one", [], [], initializer=list(model.graph.initializer))
+            yield onnx.helper.make_model(g)
+
+
 def test_onnx_int8_convs_take_quantized_activations(exported):
     import onnx
 
@@ -108,12 +120,19 @@ def test_onnx_int8_convs_take_quantized_activations(exported):
         float_convs = [c for c in convs if c in kept]
         counts = quantized_conv_inputs(m)
         # Every other Conv: a QuantizeLinear -> DequantizeLinear pair on its activation input, and an
-        # int8 weight initializer behind a DequantizeLinear (not a weight-only quantization).
+        # int8 weight initializer behind a DequantizeLinear (not a weight-only quantization). A float
+        # conv may still read a QDQ'd tensor that a quantized consumer shares, but never int8 weights.
         quantized = len(convs) - len(float_convs)
-        assert counts["activation_qdq"] == counts["weight_dq"] == quantized > 0, (role, counts)
+        assert counts["weight_dq"] == quantized > 0, (role, counts)
+        assert quantized <= counts["activation_qdq"] <= len(convs), (role, counts)
+        for sub in _single_conv_models(m, float_convs):
+            assert quantized_conv_inputs(sub)["weight_dq"] == 0
     # The logits convolutions stay float; the SegFormer attention / MLP matmuls are quantized.
     seg = onnx.load(str(model_dir / "segmentor.int8.onnx"))
     assert any("linear_pred" in n for n in card["quantization"]["onnxruntime"]["segmentor"]["kept_float"])
+    # ONNX Runtime keeps the folded SegFormer head float (its Resizes are fast only in float).
+    head = [n.name for n in seg.graph.node if n.op_type == "Conv" and "folded_head" in n.name]
+    assert len(head) == 5 and set(head) <= set(card["quantization"]["onnxruntime"]["segmentor"]["kept_float"])
     producers = {o: n for n in seg.graph.node for o in n.output}
     mm = [n for n in seg.graph.node if n.op_type in ("MatMul", "Gemm")]
     fed_by_dq = [n for n in mm if getattr(producers.get(n.input[0]), "op_type", "") == "DequantizeLinear"]
