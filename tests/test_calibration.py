@@ -177,3 +177,25 @@ def test_refuses_unreadable_images_and_too_few_inputs(model_dir, tmp_path):
         record_calibration(model_dir, cal, _shas(model_dir), cache_dir=tmp_path / "c")
     msg = _one_line_user_error(e)
     assert "found 5 recorded inputs" in msg and "needs at least 8" in msg and "--calib-size" in msg
+
+
+def test_calibration_cache_drops_least_recently_used_sets_beyond_its_limit(tmp_path, monkeypatch):
+    import os
+
+    from focalclick_edge.calibration import cache_limit
+
+    files = []
+    for i, name in enumerate(["old", "mid", "new", "kept"]):
+        p = tmp_path / f"calib-{name}.npz"
+        p.write_bytes(b"x" * 1000)
+        os.utime(p, (1000 + i, 1000 + i))
+        files.append(p)
+    (tmp_path / "init_masks.png").write_bytes(b"y" * 5000)  # not a record set: never touched
+    os.utime(files[3], (10, 10))  # the set in use is the oldest by mtime, yet must stay
+    removed = cache_limit.prune(tmp_path, keep=files[3], limit=2500)
+    assert removed == [files[0], files[1]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["calib-kept.npz", "calib-new.npz", "init_masks.png"]
+    monkeypatch.setenv(cache_limit.ENV, "1.5")
+    assert cache_limit.limit_bytes() == int(1.5 * 1024 * 1024)
+    monkeypatch.setenv(cache_limit.ENV, "lots")
+    assert cache_limit.limit_bytes() == cache_limit.DEFAULT_LIMIT_MB * 1024 * 1024

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_file
+from . import cache_limit
 from .dataset import MIN_RECORDS, CalibrationSet, too_few
 from .recorder import recording
 
@@ -179,6 +180,7 @@ def record_calibration(
             recs = CalibrationRecords.load(cache_file)
             if recs.meta.get("key") == key and recs.count("segmentor") >= MIN_RECORDS:
                 recs.meta["cache"] = {"hit": True, "file": str(cache_file)}
+                cache_limit.touch(cache_file)
                 if log:
                     log(f"calibration: reusing {recs.count('segmentor')} recorded inputs from {cache_file}")
                 return recs
@@ -243,7 +245,12 @@ def record_calibration(
     recs = CalibrationRecords({r: _stack(v) for r, v in per_role.items()}, meta)
     try:
         recs.save(cache_file)
-        recs.meta["cache"] = {"hit": False, "file": str(cache_file)}
+        removed = cache_limit.prune(cache_dir, keep=cache_file)
+        recs.meta["cache"] = {"hit": False, "file": str(cache_file), "evicted": len(removed),
+                              "limit_mb": cache_limit.limit_bytes() // (1024 * 1024)}
+        if removed and log:
+            log(f"calibration cache: removed {len(removed)} least recently used record set(s) to stay under "
+                f"{cache_limit.limit_bytes() // (1024 * 1024)} MB (${cache_limit.ENV})")
     except OSError as exc:  # a read-only home must not fail the export; the records are in memory
         recs.meta["cache"] = {"hit": False, "file": None, "error": exc.strerror}
     return recs
