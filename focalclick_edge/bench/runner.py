@@ -232,7 +232,6 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
     click_list: list[list[Any]] | None = None
     order = [*runs, TORCH_RUN] if cfg.vs_torch else runs
     raws: dict[str, list[dict[str, Any]]] = {}
-    envs: dict[str, dict[str, str]] = {}
     for rnd in range(cfg.rounds):
         for rid in order:
             backend, precision = ("torch", "fp32") if rid == TORCH_RUN else RUNS[rid]
@@ -240,18 +239,14 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
             log(f"bench {variant} {rid}: {cfg.sessions} x {cfg.clicks} clicks on {threads} thread(s){of} ...")
             spec = {**base, "run": rid, "backend": backend, "precision": precision, "click_list": click_list,
                     "checkpoint": str(checkpoint) if checkpoint else None}
-            env = dict(cfg.extra_env)
-            if rid == TORCH_RUN and "OMP_WAIT_POLICY" not in os.environ and "OMP_WAIT_POLICY" not in env:
-                env["OMP_WAIT_POLICY"] = "PASSIVE"  # a fair baseline: see "Threads" above
-            envs[rid] = env
-            raw = _run_worker(spec, env)
+            raw = _run_worker(spec, _run_env(rid, cfg.extra_env))
             if click_list is None:
                 click_list = raw["click_list"]
                 result["image"]["hw"] = raw["image_hw"]
                 result["protocol"]["click_list"] = click_list
             raws.setdefault(rid, []).append(raw)
     for rid in order:
-        raw, env = pool_rounds(raws[rid]), envs[rid]
+        raw, env = pool_rounds(raws[rid]), _run_env(rid, cfg.extra_env)
         entry = summarize(raw, variant)
         if rid == TORCH_RUN:
             entry["torch_threads"] = raw.get("torch_threads")
@@ -262,6 +257,13 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
     add_speedups(result)
     result["load_avg"]["end"] = _load_avg()
     return result
+
+
+def _run_env(rid: str, extra_env: dict[str, str]) -> dict[str, str]:
+    env = dict(extra_env)
+    if rid == TORCH_RUN and "OMP_WAIT_POLICY" not in os.environ and "OMP_WAIT_POLICY" not in env:
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # a fair baseline: see "Threads" above
+    return env
 
 
 def pool_rounds(raws: list[dict[str, Any]]) -> dict[str, Any]:

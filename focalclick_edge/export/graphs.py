@@ -11,6 +11,7 @@ from torch import nn
 
 from ..models.refiner import blend_eq1
 from ..variants import Variant
+from .head_folding import FoldedSegFormerHead
 
 SEGMENTOR_INPUTS = ("image_nd", "click_maps")
 SEGMENTOR_OUTPUTS = ("coarse_logits", "feature")
@@ -38,8 +39,6 @@ class SegmentorGraph(nn.Module):
         head = getattr(getattr(model, "feature_extractor", None), "decode_head", None)
         self.folded_head = None
         if fold_head and head is not None and hasattr(head, "linear_fuse"):
-            from .head_folding import FoldedSegFormerHead
-
             self.folded_head = FoldedSegFormerHead(head.eval())
 
     def forward(self, image_nd: torch.Tensor, click_maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -148,12 +148,14 @@ def run_int8_stage(
         feeds = recs.feed_list(role)
         rel = f"{role}.int8.onnx" if backend == "onnxruntime" else ir_relpath(role, "int8")
         t0 = time.perf_counter()
+        # Read once per graph, not on every (re-)quantization below.
+        ort_float = _ort_float_head(tmp / f"{role}.fp32.onnx", variant, role) if backend == "onnxruntime" else []
 
         def quantize(keep_float: list[str] | None, path: Path, *, _b: str = backend, _r: str = role,
-                     _f: list = feeds) -> dict[str, Any]:
+                     _f: list = feeds, _x: list[str] = ort_float) -> dict[str, Any]:
             if _b == "onnxruntime":
                 return quantize_onnx(tmp / f"{_r}.fp32.onnx", path, _f, reduce_range, keep_float=keep_float,
-                                     extra_exclude=_ort_float_head(tmp / f"{_r}.fp32.onnx", variant, _r),
+                                     extra_exclude=_x,
                                      op_types=ORT_OP_TYPES, progress=progress, desc=f"ORT calibration ({_r})")
             return quantize_openvino(tmp / f"{_r}.fp32.onnx", path, _f, variant.family, _r,
                                      keep_float=keep_float, progress=progress)

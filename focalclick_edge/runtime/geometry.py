@@ -383,31 +383,43 @@ def _ac_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
 Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def _resize_ac_2d(a: np.ndarray, ty: Taps, tx: Taps, out: np.ndarray | None) -> np.ndarray:
-    """One ``(H, W)`` or ``(H, W, C)`` resize with precomputed taps: rows first, then columns, each pass
-    ``v0 * w0 + v1 * w1`` in float32 (gathered in the source dtype, then converted).
+# Separable filter taps along one axis: (source indices per tap, float32 weights per tap).
+TapList = tuple[list[np.ndarray], list[np.ndarray]]
+
+
+def _two_taps(t: Taps) -> TapList:
+    return [t[0], t[1]], [t[2], t[3]]
+
+
+def _resize_taps_2d(a: np.ndarray, ty: TapList, tx: TapList, out: np.ndarray | None) -> np.ndarray:
+    """One ``(H, W)`` or ``(H, W, C)`` separable resize: rows first, ``sum_k w_k * a[i_k]`` in float32
+    (gathered in the source dtype, then converted), then the same over columns; any number of taps
+    (two for a bilinear resize, four for two resizes composed).
 
     The row gather uses fancy indexing, which reads only the rows it needs from a crop view;
     ``np.take`` first copies a non-contiguous source whole, which cost more than the resize itself.
     The fresh rows are C-contiguous, so the column gather is a fast ``np.take``. Both gathers return
     new arrays: the in-place weighting never touches the source.
     """
-    y0, y1, wy0, wy1 = ty
-    x0, x1, wx0, wx1 = tx
+    (iy, wy), (ix, wx) = ty, tx
     extra = (None,) * (a.ndim - 2)
-    rows = a[y0].astype(np.float32, copy=False)
-    rows *= wy0[(slice(None), None, *extra)]
-    tmp = a[y1].astype(np.float32, copy=False)
-    tmp *= wy1[(slice(None), None, *extra)]
-    rows += tmp
-    res = np.take(rows, x0, axis=1)
-    res *= wx0[(slice(None), *extra)]
-    tmp = np.take(rows, x1, axis=1)
-    tmp *= wx1[(slice(None), *extra)]
+    rows = a[iy[0]].astype(np.float32, copy=False)
+    rows *= wy[0][(slice(None), None, *extra)]
+    for idx, w in zip(iy[1:], wy[1:], strict=True):
+        tmp = a[idx].astype(np.float32, copy=False)
+        tmp *= w[(slice(None), None, *extra)]
+        rows += tmp
+    res = np.take(rows, ix[0], axis=1)
+    res *= wx[0][(slice(None), *extra)]
+    for k, (idx, w) in enumerate(zip(ix[1:], wx[1:], strict=True), start=2):
+        tmp = np.take(rows, idx, axis=1)
+        tmp *= w[(slice(None), *extra)]
+        # The last sum goes straight into ``out``: no extra pass to copy the result there.
+        np.add(res, tmp, out=out if (k == len(ix) and out is not None) else res)
     if out is None:
-        res += tmp
         return res
-    np.add(res, tmp, out=out)
+    if len(ix) == 1:
+        np.copyto(out, res)
     return out
 
 
@@ -420,16 +432,16 @@ def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], channels_first: bool, out
             return a.astype(np.float32, copy=True)
         np.copyto(out, a, casting="unsafe")
         return out
-    ty, tx = _ac_taps(h, oh), _ac_taps(w, ow)
+    ty, tx = _two_taps(_ac_taps(h, oh)), _two_taps(_ac_taps(w, ow))
     if not channels_first:
-        return _resize_ac_2d(a, ty, tx, out)
+        return _resize_taps_2d(a, ty, tx, out)
     # Plane by plane: every temporary stays C-contiguous and each plane lands in its slot of the
     # (C, oh, ow) output; a 3-D fancy gather comes back in a transposed layout that made the
     # element-wise passes ~2x slower (and copying an HWC result to CHW costs another pass).
     if out is None:
         out = np.empty((a.shape[0], oh, ow), np.float32)
     for c in range(a.shape[0]):
-        _resize_ac_2d(a[c], ty, tx, out[c])
+        _resize_taps_2d(a[c], ty, tx, out[c])
     return out
 
 
@@ -457,13 +469,13 @@ def resize_sparse_align_corners(planes: np.ndarray, out_hw: tuple[int, int], out
     zero -- which is exactly what the full resize gives them (0 * w + 0 * w). Bit-identical to it."""
     oh, ow = int(out_hw[0]), int(out_hw[1])
     y0, y1, wy0, wy1 = _ac_taps(planes.shape[1], oh)
-    tx = _ac_taps(planes.shape[2], ow)
+    tx = _two_taps(_ac_taps(planes.shape[2], ow))
     out[...] = 0.0
     for c in range(planes.shape[0]):
         nz = planes[c].any(axis=1)
         need = np.flatnonzero(nz[y0] | nz[y1])
         if need.size:
-            out[c, need] = _resize_ac_2d(planes[c], (y0[need], y1[need], wy0[need], wy1[need]), tx, None)
+            out[c, need] = _resize_taps_2d(planes[c], ([y0[need], y1[need]], [wy0[need], wy1[need]]), tx, None)
     return out
 
 
@@ -489,23 +501,6 @@ def _composed_taps(n_in: int, n_mid: int, n_out: int) -> tuple[list[np.ndarray],
     idx = [i0[j0], i1[j0], i0[j1], i1[j1]]
     wts = [(b0 * a0[j0]), (b0 * a1[j0]), (b1 * a0[j1]), (b1 * a1[j1])]
     return list(_frozen(*idx)), list(_frozen(*(w.astype(np.float32) for w in wts)))
-
-
-def _resize_taps_2d(a: np.ndarray, ty: tuple[list, list], tx: tuple[list, list], out: np.ndarray) -> None:
-    """``out = sum_k wy_k * a[iy_k]`` over rows, then the same over columns (any number of taps)."""
-    (iy, wy), (ix, wx) = ty, tx
-    rows = a[iy[0]].astype(np.float32, copy=False)
-    rows *= wy[0][:, None]
-    for idx, w in zip(iy[1:], wy[1:], strict=True):
-        tmp = a[idx].astype(np.float32, copy=False)
-        tmp *= w[:, None]
-        rows += tmp
-    np.take(rows, ix[0], axis=1, out=out)
-    out *= wx[0]
-    for idx, w in zip(ix[1:], wx[1:], strict=True):
-        tmp = np.take(rows, idx, axis=1)
-        tmp *= w
-        out += tmp
 
 
 def crop_resize_twice_align_corners(img: np.ndarray, box_exclusive: Box4, mid_hw: tuple[int, int],
