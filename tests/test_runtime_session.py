@@ -270,3 +270,24 @@ def test_runtime_imports_without_torch_opencv_or_backends_and_names_what_to_inst
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert "pip install opencv-python-headless" in lines[0] and "pip install onnxruntime" in lines[1]
+
+
+
+def test_snapshot_restore_and_spawn_reproduce_the_same_masks(model_dir, teddy):
+    """A snapshot taken after click 1 and restored (here or on a spawned Session over the same graphs)
+    continues exactly as an uninterrupted session; clicks read back as (x, y, positive)."""
+    s = Session(model_dir)
+    s.set_image(teddy)
+    h, w = teddy.shape[:2]
+    s.add_click(w // 2, h // 2, True)
+    snap = s.snapshot()
+    ref = s.add_click(w // 3, h // 3, False).mask.copy()
+    assert s.clicks == [(w // 2, h // 2, True), (w // 3, h // 3, False)]
+    s.restore(snap)
+    assert s.clicks == [(w // 2, h // 2, True)]
+    assert np.array_equal(s.add_click(w // 3, h // 3, False).mask, ref)
+    other = s.spawn()
+    assert other.image_size is None
+    other.restore(snap)
+    assert np.array_equal(other.add_click(w // 3, h // 3, False).mask, ref)
+    assert snap.nbytes > 0

@@ -1,6 +1,6 @@
 """The torch-free per-click runtime: NumPy, OpenCV, ONNX Runtime / OpenVINO."""
 from __future__ import annotations
 
-from .session import STAGES, ClickResult, Session
+from .session import STAGES, ClickResult, Session, SessionSnapshot
 
-__all__ = ["Session", "ClickResult", "STAGES"]
+__all__ = ["Session", "SessionSnapshot", "ClickResult", "STAGES"]

@@ -48,6 +48,29 @@ class _State:
     result: ClickResult | None = None
 
 
+@dataclass(frozen=True)
+class SessionSnapshot:
+    """Opaque per-image state of a Session (see ``Session.snapshot``)."""
+
+    image: np.ndarray | None
+    state: _State
+    history: tuple[_State, ...]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by this snapshot's arrays, each array counted once (for byte-bounded caches)."""
+        seen: dict[int, int] = {}
+        arrays = [self.image]
+        for st in (self.state, *self.history):
+            arrays += [st.prev_prob, st.zoom_prev, st.merged]
+            if st.result is not None:
+                arrays += [st.result.prob, st.result.mask]
+        for a in arrays:
+            if a is not None:
+                seen[id(a)] = a.nbytes
+        return sum(seen.values())
+
+
 def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``1 / (1 + exp(-x))`` in float32, as the official predictor computes it, without temporaries.
 
@@ -174,8 +197,37 @@ class Session:
 
     @property
     def clicks(self) -> list[tuple[int, int, bool]]:
-        """Clicks so far as (y, x, positive)."""
-        return list(self._state.clicks)
+        """Clicks so far as (x, y, positive)."""
+        return [(x, y, p) for y, x, p in self._state.clicks]
+
+    @property
+    def image_size(self) -> tuple[int, int] | None:
+        """(height, width) of the current image, None before ``set_image``."""
+        return None if self._image is None else (int(self._image.shape[1]), int(self._image.shape[2]))
+
+    @property
+    def result(self) -> ClickResult | None:
+        """The result of the last click (None after set_image / set_mask / reset)."""
+        return self._state.result
+
+    def snapshot(self) -> SessionSnapshot:
+        """The per-image state after the clicks so far, to ``restore`` later (e.g. a cache keyed by click
+        prefix, or a preview click that must leave the session as it was). Cheap: click states are never
+        modified in place, so a snapshot only holds references."""
+        return SessionSnapshot(self._image, self._state, tuple(self._history))
+
+    def restore(self, snap: SessionSnapshot) -> None:
+        """Return to a state taken by ``snapshot`` on this Session or on one sharing its graphs."""
+        self._image, self._state, self._history = snap.image, snap.state, list(snap.history)
+
+    def spawn(self) -> Session:
+        """A new Session with no image over the same compiled graphs (no recompilation). Each Session
+        keeps its own state and input buffers; running two at once is safe only where the backend's
+        graphs are (callers serialise ``add_click`` per graph, e.g. with a lock or a pool)."""
+        other = Session.__new__(Session)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if k != "_buffers"})
+        other._image, other._state, other._history = None, _State(), []
+        return other
 
     def _require_image(self) -> np.ndarray:
         if self._image is None:
