@@ -15,8 +15,11 @@ from focalclick_edge.models import build_model  # noqa: E402
 def _tolerance(variant: str, ref: np.ndarray) -> np.ndarray:
     # hrnet32-s2's stand-in weights give logits of +-100 (BN stats do not renormalise residual sums);
     # float32 reordering alone moves near-zero elements of such tensors by more than 1e-4, so its
-    # absolute floor scales with the tensor's spread (see test_hrnet_parity.py).
-    atol = max(1e-4, 1e-4 * float(ref.std())) if variant == "hrnet32-s2" else 1e-4
+    # absolute floor scales with the tensor's spread (see test_hrnet_parity.py). The Refiner chain runs the
+    # Segmentor first, so its outputs carry that net's reordering error too: on an AVX2-only AMD EPYC
+    # (oneDNN picks other conv kernels than on AVX512) instances_refined missed by 0.0213 = 8e-4 x std
+    # near a zero crossing, while an AVX512 Xeon stayed under 1e-4 x std; 2e-3 x std covers both.
+    atol = max(1e-4, 2e-3 * float(ref.std())) if variant == "hrnet32-s2" else 1e-4
     return np.maximum(atol, 1e-3 * np.abs(ref))
 
 
