@@ -1,0 +1,130 @@
+"""The compiled model shared by every HTTP session, and the per-session click state kept as snapshots.
+
+One Session compiles the graphs; ``spawn()`` gives further Sessions over the same graphs. A click takes
+a worker Session from a small pool, ``restore``s the HTTP session's snapshot into it, clicks, and takes
+a new snapshot (by reference: no arrays are copied). With one worker the pool is a lock around the graph
+runs. More workers are safe only on ONNX Runtime (``InferenceSession.run`` may be called from several
+threads; each spawned Session has its own input buffers); OpenVINO Sessions share one infer request.
+"""
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..runtime import ClickResult, Session, SessionSnapshot
+
+
+@dataclass
+class ClickOutcome:
+    mask: np.ndarray
+    n_clicks: int
+    timings: dict[str, float]  # the Session's stages (ms) plus "wait" for a worker
+    target_box: tuple[int, int, int, int] | None  # (x1, y1, x2, y2), exclusive
+    focus_box: tuple[int, int, int, int] | None
+
+
+@dataclass
+class ImageState:
+    """One HTTP session's image and clicks (``snap``) and where `reset` returns to (``base``)."""
+
+    height: int
+    width: int
+    base: SessionSnapshot
+    base_mask: np.ndarray
+    snap: SessionSnapshot
+    clicks: list[tuple[int, int, bool]] = field(default_factory=list)  # (x, y, positive) in ``snap``
+    mask: np.ndarray | None = None  # the mask of ``snap`` (None: ``base_mask``)
+    lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time per session
+
+    @property
+    def nbytes(self) -> int:
+        return self.snap.nbytes + self.base_mask.nbytes
+
+    def current_mask(self) -> np.ndarray:
+        return self.base_mask if self.mask is None else self.mask
+
+
+def _yxyx_to_xyxy(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
+    y1, y2, x1, x2 = (int(v) for v in box)
+    return x1, y1, x2, y2
+
+
+class Engine:
+    def __init__(self, model_dir: str | Path, backend: str, precision: str, threads: int | None,
+                 workers: int = 1) -> None:
+        if workers > 1 and backend != "onnxruntime":
+            raise UserError(f"--graph-workers {workers} needs the onnxruntime backend ({backend}'s Sessions share one "
+                            "infer request); use --graph-workers 1")
+        self.root = Session(model_dir, backend=backend, precision=precision, threads=threads)
+        self.backend, self.precision, self.variant = backend, precision, self.root.variant
+        self._pool: queue.SimpleQueue[Session] = queue.SimpleQueue()
+        self._pool.put(self.root)
+        for _ in range(workers - 1):
+            self._pool.put(self.root.spawn())
+        self._empty = self.root.spawn().snapshot()  # what an idle worker holds: no image, no references
+        self.workers = workers
+
+    @contextlib.contextmanager
+    def _worker(self) -> Iterator[tuple[Session, float]]:
+        t0 = time.perf_counter()
+        s = self._pool.get()
+        try:
+            yield s, (time.perf_counter() - t0) * 1e3
+        finally:
+            s.restore(self._empty)  # so an idle worker keeps no evicted session's arrays alive
+            self._pool.put(s)
+
+    def warm_up(self) -> None:
+        """One click on a blank image: the first inference of a compiled graph is slow on both backends."""
+        with self._worker() as (s, _):
+            s.set_image(np.full((64, 64, 3), 128, np.uint8))
+            s.add_click(32, 32, True)
+
+    def new_image(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> ImageState:
+        with self._worker() as (s, _):
+            s.set_image(rgb)
+            if mask is not None:
+                s.set_mask(mask)
+            snap = s.snapshot()
+        h, w = rgb.shape[:2]
+        base_mask = mask.astype(bool, copy=False) if mask is not None else np.zeros((h, w), np.bool_)
+        return ImageState(h, w, snap, base_mask, snap)
+
+    def click(self, st: ImageState, x: int, y: int, positive: bool, preview: bool = False) -> ClickOutcome:
+        """A click on ``st``; with ``preview`` the result is returned and ``st`` is left as it was."""
+        with self._worker() as (s, wait_ms):
+            s.restore(st.snap)
+            res = s.add_click(x, y, positive)
+            snap, clicks = s.snapshot(), s.clicks
+        if not preview:
+            st.snap, st.clicks, st.mask = snap, clicks, res.mask
+        return self._outcome(res, len(clicks), wait_ms, st)
+
+    def undo(self, st: ImageState) -> ClickOutcome:
+        if not st.clicks:
+            raise UserError("nothing to undo: the session has no clicks since it was created or reset")
+        with self._worker() as (s, wait_ms):
+            s.restore(st.snap)
+            res = s.undo()
+            st.snap, st.clicks = s.snapshot(), s.clicks
+        st.mask = None if res is None else res.mask
+        return self._outcome(res, len(st.clicks), wait_ms, st)
+
+    def reset(self, st: ImageState) -> ClickOutcome:
+        st.snap, st.clicks, st.mask = st.base, [], None
+        return self._outcome(None, 0, 0.0, st)
+
+    @staticmethod
+    def _outcome(res: ClickResult | None, n: int, wait_ms: float, st: ImageState) -> ClickOutcome:
+        if res is None:
+            return ClickOutcome(st.base_mask, n, {"wait": wait_ms, "total": 0.0}, None, None)
+        return ClickOutcome(res.mask, n, {**res.timings, "wait": wait_ms}, _yxyx_to_xyxy(res.target_box),
+                            _yxyx_to_xyxy(res.focus_box))
