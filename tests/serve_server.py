@@ -22,8 +22,8 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(*args: str, timeout_s: float = 120.0) -> Iterator[tuple[str, str]]:
-    """Start ``serve`` with ``args`` on a free loopback port; yield (base URL, the line it printed)."""
+def running_server(*args: str, timeout_s: float = 120.0) -> Iterator[tuple[str, str, int]]:
+    """Start ``serve`` with ``args`` on a free loopback port; yield (base URL, the line it printed, its pid)."""
     port = free_port()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "focalclick_edge", "serve", "--port", str(port), *args],
@@ -43,7 +43,7 @@ def running_server(*args: str, timeout_s: float = 120.0) -> Iterator[tuple[str, 
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
-        yield url, line
+        yield url, line, proc.pid
     finally:
         proc.terminate()
         try:

@@ -340,6 +340,17 @@ def test_past_the_memory_cap_the_least_recently_used_sessions_are_evicted(tight)
     assert 'focalclick_session_evictions_total{reason="memory"}' in tight.get("/metrics").text
 
 
+def test_a_session_whose_history_alone_passes_the_cap_is_refused_and_kept_as_it_was(tight):
+    sid = new_session(tight)
+    statuses = [click(tight, sid, *CLICKS[i % 3]).status_code for i in range(14)]
+    assert statuses[0] == 200 and 413 in statuses
+    n_ok = statuses.index(413)
+    assert "reset the session" in error_of(click(tight, sid, *CLICKS[0]), 413)
+    assert len(tight.get(f"/v1/sessions/{sid}").json()["clicks"]) == n_ok
+    assert tight.post(f"/v1/sessions/{sid}/reset").status_code == 200
+    assert click(tight, sid, *CLICKS[0]).status_code == 200
+
+
 def test_sessions_unused_past_the_ttl_expire_with_410(b0s1_fp32_model_dir):
     c = make_client(b0s1_fp32_model_dir, session_ttl=0.5)
     sid = new_session(c)

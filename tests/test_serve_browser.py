@@ -59,7 +59,7 @@ def click_image(page, x: int, y: int, **kw) -> None:
 def test_page_clicks_undo_and_download_match_a_session(browser, b0s1_fp32_model_dir, tmp_path):
     model = Path(os.environ.get("FCE_SERVE_MODEL") or b0s1_fp32_model_dir)
     image, _ = sample_image_paths()
-    with running_server("--model", str(model), "--run", "ort-fp32") as (url, _line):
+    with running_server("--model", str(model), "--run", "ort-fp32") as (url, _line, _pid):
         page = browser.new_page(viewport={"width": 1100, "height": 720}, accept_downloads=True)
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))

@@ -146,7 +146,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     store = SessionStore(settings.max_sessions, settings.session_ttl, max_bytes,
                          on_evict=lambda reason: metrics.evictions.labels(reason).inc())
     max_upload = int(settings.max_upload_mb * 2**20)
-    model_name = f"{model.variant} (shipped)" if settings.model_dir is None else f"{model.variant} ({model_path.name})"
+    shipped = settings.model_dir is None or _is_shipped(model_path)
+    model_name = f"{model.variant} (shipped)" if shipped else f"{model.variant} ({model_path.name})"
     info = _info(settings, model_name, run_id, engine)
 
     app = FastAPI(title="focalclick-edge", version=__version__, docs_url=None, redoc_url=None)  # docs use a CDN
@@ -269,16 +270,22 @@ def create_app(settings: ServeSettings) -> FastAPI:
         out = await run_in_threadpool(open_session, image_bytes, mask)
         return JSONResponse(out, status_code=201)
 
+    def commit(sid: str, st: ImageState, after: tuple) -> None:
+        if not store.commit(sid, st, after):
+            raise ApiError(413, f"this session's image and undo history need more than the server's --max-memory-mb "
+                           f"{settings.max_memory_mb:g}; reset the session (POST /v1/sessions/{{id}}/reset) or start "
+                           "a new one")
+        update_gauges()
+
     @api.post("/sessions/{sid}/clicks")
     def click(sid: str, c: Click, format: str = "png", preview: bool = False) -> JSONResponse:
         t0 = time.perf_counter()
         fmt = check_format(format)
         st = store.get(sid)
         with st.lock:
-            out = engine.click(st, c.x, c.y, c.positive, preview=preview)
-        if not preview:
-            store.touched(sid)
-            update_gauges()
+            out, after = engine.click(st, c.x, c.y, c.positive)
+            if not preview:
+                commit(sid, st, after)
         return answer(out, fmt, t0, "preview" if preview else "click")
 
     @api.post("/sessions/{sid}/undo")
@@ -289,8 +296,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         with st.lock:
             if not st.clicks:
                 raise ApiError(409, "nothing to undo: the session has no clicks since it was created or reset")
-            out = engine.undo(st)
-        update_gauges()
+            out, after = engine.undo(st)
+            commit(sid, st, after)
         return answer(out, fmt, t0, "undo")
 
     @api.post("/sessions/{sid}/reset")
@@ -299,8 +306,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
         fmt = check_format(format)
         st = store.get(sid)
         with st.lock:
-            out = engine.reset(st)
-        update_gauges()
+            out, after = engine.reset(st)
+            commit(sid, st, after)
         return answer(out, fmt, t0, "reset")
 
     @api.get("/sessions/{sid}/mask.png")
@@ -350,6 +357,13 @@ def create_app(settings: ServeSettings) -> FastAPI:
                            allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(_Guard, max_bytes=max_upload, metrics=metrics)
     return app
+
+
+def _is_shipped(path: Path) -> bool:
+    from ..assets import shipped_model_dir
+
+    shipped = shipped_model_dir("b0-s1")
+    return shipped is not None and path.resolve() == shipped.resolve()
 
 
 def _label_studio_router() -> APIRouter | None:

@@ -51,6 +51,12 @@ class ImageState:
     def current_mask(self) -> np.ndarray:
         return self.base_mask if self.mask is None else self.mask
 
+    def state(self) -> tuple[SessionSnapshot, list[tuple[int, int, bool]], np.ndarray | None]:
+        return self.snap, self.clicks, self.mask
+
+    def set_state(self, state: tuple[SessionSnapshot, list[tuple[int, int, bool]], np.ndarray | None]) -> None:
+        self.snap, self.clicks, self.mask = state
+
 
 def _yxyx_to_xyxy(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     y1, y2, x1, x2 = (int(v) for v in box)
@@ -98,29 +104,26 @@ class Engine:
         base_mask = mask.astype(bool, copy=False) if mask is not None else np.zeros((h, w), np.bool_)
         return ImageState(h, w, snap, base_mask, snap)
 
-    def click(self, st: ImageState, x: int, y: int, positive: bool, preview: bool = False) -> ClickOutcome:
-        """A click on ``st``; with ``preview`` the result is returned and ``st`` is left as it was."""
+    def click(self, st: ImageState, x: int, y: int, positive: bool) -> tuple[ClickOutcome, tuple]:
+        """A click on ``st``: its outcome and the state after it, which the caller stores with
+        ``ImageState.set_state`` (or drops, for a preview): ``st`` itself is not changed."""
         with self._worker() as (s, wait_ms):
             s.restore(st.snap)
             res = s.add_click(x, y, positive)
-            snap, clicks = s.snapshot(), s.clicks
-        if not preview:
-            st.snap, st.clicks, st.mask = snap, clicks, res.mask
-        return self._outcome(res, len(clicks), wait_ms, st)
+            after = (s.snapshot(), s.clicks, res.mask)
+        return self._outcome(res, len(after[1]), wait_ms, st), after
 
-    def undo(self, st: ImageState) -> ClickOutcome:
+    def undo(self, st: ImageState) -> tuple[ClickOutcome, tuple]:
         if not st.clicks:
             raise UserError("nothing to undo: the session has no clicks since it was created or reset")
         with self._worker() as (s, wait_ms):
             s.restore(st.snap)
             res = s.undo()
-            st.snap, st.clicks = s.snapshot(), s.clicks
-        st.mask = None if res is None else res.mask
-        return self._outcome(res, len(st.clicks), wait_ms, st)
+            after = (s.snapshot(), s.clicks, None if res is None else res.mask)
+        return self._outcome(res, len(after[1]), wait_ms, st), after
 
-    def reset(self, st: ImageState) -> ClickOutcome:
-        st.snap, st.clicks, st.mask = st.base, [], None
-        return self._outcome(None, 0, 0.0, st)
+    def reset(self, st: ImageState) -> tuple[ClickOutcome, tuple]:
+        return self._outcome(None, 0, 0.0, st), (st.base, [], None)
 
     @staticmethod
     def _outcome(res: ClickResult | None, n: int, wait_ms: float, st: ImageState) -> ClickOutcome:

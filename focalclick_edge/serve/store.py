@@ -63,11 +63,20 @@ class SessionStore:
             self._live.move_to_end(sid)
             return item[0]
 
-    def touched(self, sid: str) -> None:
-        """``sid``'s state grew or shrank (a click, undo): evict others if the memory cap is passed."""
+    def commit(self, sid: str, st: ImageState, state: tuple) -> bool:
+        """Store ``state`` (after a click, undo or reset) in ``st`` and evict other sessions, least
+        recently used first, while the memory cap is passed. One session over the cap by itself keeps
+        its old state and gets False: the caller refuses the click."""
         with self._lock:
-            if sid in self._live:
-                self._fit_memory(keep=sid)
+            old = st.state()
+            st.set_state(state)
+            if sid not in self._live:  # evicted meanwhile: nothing to account
+                return True
+            if st.nbytes > self.max_bytes:
+                st.set_state(old)
+                return False
+            self._fit_memory(keep=sid)
+            return True
 
     def delete(self, sid: str) -> None:
         with self._lock:

@@ -89,6 +89,16 @@ function maskLayers(rgba, color, withOutline) {
 }
 
 // ------------------------------------------------------------------------------------------ drawing
+// The canvas holds the image at full resolution; CSS scales it (up or down) to fit the stage.
+function fitCanvas() {
+  if (!state.w) return;
+  const r = stage.getBoundingClientRect();
+  const scale = Math.min((r.width - 16) / state.w, (window.innerHeight * 0.8) / state.h);
+  view.style.width = Math.max(1, Math.floor(state.w * scale)) + "px";
+  view.style.height = Math.max(1, Math.floor(state.h * scale)) + "px";
+}
+window.addEventListener("resize", fitCanvas);
+
 function draw() {
   if (!state.image) return;
   ctx.globalAlpha = 1;
@@ -98,7 +108,8 @@ function draw() {
   if (state.fill) { ctx.globalAlpha = opacity; ctx.drawImage(state.fill, 0, 0); }
   ctx.globalAlpha = 1;
   if (state.outline && $("outline").checked) ctx.drawImage(state.outline, 0, 0);
-  const r = Math.max(4, Math.round(Math.max(state.w, state.h) / 120));
+  // Markers keep ~6 CSS pixels whatever the scale.
+  const r = Math.max(2, 6 * state.w / (view.getBoundingClientRect().width || state.w));
   for (const [x, y, positive] of state.clicks) {
     ctx.beginPath();
     ctx.arc(x + 0.5, y + 0.5, r, 0, 2 * Math.PI);
@@ -158,6 +169,7 @@ function startSession() {
                            outline: null, preview: null });
     view.width = body.width; view.height = body.height;
     stage.classList.add("loaded");
+    fitCanvas();
     for (const id of ["reset", "download"]) $(id).disabled = false;
     $("undo").disabled = true;
     view.dataset.clicks = "0";
