@@ -10,6 +10,9 @@ Each test reports its numbers in pytest-benchmark's extra_info (``--benchmark-js
 """
 from __future__ import annotations
 
+import http.client
+import json
+import socket
 import sys
 import threading
 import time
@@ -20,7 +23,6 @@ import numpy as np
 import pytest
 
 pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from serve_server import running_server  # noqa: E402
 
@@ -47,18 +49,42 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+class Response:
+    def __init__(self, status: int, body: bytes) -> None:
+        self.status_code, self.content = status, body
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(errors="replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
 class Client:
+    """One keep-alive connection (stdlib http.client: the lightest client, so that what is measured is
+    the server), with TCP_NODELAY as browsers set it."""
+
     def __init__(self, url: str) -> None:
-        self.http = httpx.Client(base_url=url, timeout=120)
+        host, port = url.removeprefix("http://").split(":")
+        self.conn = http.client.HTTPConnection(host, int(port), timeout=120)
+        self.conn.connect()
+        self.conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def request(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None) -> Response:
+        self.conn.request(method, path, body=body, headers={"Content-Type": ctype} if ctype else {})
+        r = self.conn.getresponse()
+        return Response(r.status, r.read())
 
     def new_session(self, data: bytes) -> str:
-        r = self.http.post("/v1/sessions", content=data, headers={"Content-Type": "image/jpeg"})
-        r.raise_for_status()
+        r = self.request("POST", "/v1/sessions", data, "image/jpeg")
+        assert r.status_code == 201, r.text
         return r.json()["session"]
 
-    def click(self, sid: str, x: int, y: int, positive: bool, fmt: str = "png") -> tuple[httpx.Response, float]:
+    def click(self, sid: str, x: int, y: int, positive: bool, fmt: str = "png") -> tuple[Response, float]:
         t0 = time.perf_counter()
-        r = self.http.post(f"/v1/sessions/{sid}/clicks?format={fmt}", json={"x": x, "y": y, "positive": positive})
+        body = json.dumps({"x": x, "y": y, "positive": positive}).encode()
+        r = self.request("POST", f"/v1/sessions/{sid}/clicks?format={fmt}", body, "application/json")
         if r.status_code == 200:
             r.json()  # the client's own JSON decode is part of what a user waits for
         return r, (time.perf_counter() - t0) * 1e3
@@ -203,9 +229,9 @@ def test_serve_memory_stays_under_the_cap_with_2x_max_sessions_clients(benchmark
                     sid = c.new_session(data)
 
         def watch(stop: threading.Event) -> None:
-            m = httpx.Client(base_url=url)
+            m = Client(url)
             while not stop.is_set():
-                for line in m.get("/metrics").text.splitlines():
+                for line in m.request("GET", "/metrics").text.splitlines():
                     if line.startswith("focalclick_session_bytes "):
                         peak["bytes"] = max(peak["bytes"], float(line.split()[1]))
                 peak["rss"] = max(peak["rss"], rss_mb(pid))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 import time
 from pathlib import Path
@@ -52,22 +53,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         max_upload_mb=args.max_upload_mb, max_image_mp=args.max_image_mp, max_memory_mb=args.max_memory_mb,
         token=args.token, insecure=args.insecure, cors=tuple(args.cors), graph_workers=args.graph_workers,
     )
+    _check_port_free(settings.host, settings.port)
     app = create_app(settings)
     info = app.state.info
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
                             server_header=False, date_header=False)
-    server = uvicorn.Server(config)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    try:
-        # Bind first, so that the URL printed is one that already answers.
-        config.load()
-        sockets = [config.bind_socket()]
-    except OSError as exc:
-        raise UserError(f"cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
-                        "pick another --port or stop the other server") from None
-    port = sockets[0].getsockname()[1]
-    print(f"focalclick-edge serve: http://{host}:{port}/  (model {info['model']}, run {info['run']}, "
-          f"ready in {time.perf_counter() - t0:.1f} s; Ctrl-C stops)", flush=True)
-    server.run(sockets=sockets)
+    ready_s = time.perf_counter() - t0
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets: Any = None) -> None:
+            await super().startup(sockets)
+            if self.started:  # bound: the URL printed is one that already answers
+                port = self.servers[0].sockets[0].getsockname()[1]
+                host = f"[{settings.host}]" if ":" in settings.host else settings.host
+                print(f"focalclick-edge serve: http://{host}:{port}/  (model {info['model']}, run {info['run']}, "
+                      f"ready in {ready_s:.1f} s; Ctrl-C stops)", flush=True)
+
+    # Not uvicorn.run(sockets=...): on sockets handed over that way accepted connections miss TCP_NODELAY,
+    # and every keep-alive response then waits ~40 ms for a delayed ACK.
+    Server(config).run()
     print("focalclick-edge serve: stopped", file=sys.stderr)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A one-line error now instead of uvicorn's log line and exit 1 after loading the model."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UserError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port or stop the "
+                            "other server") from None

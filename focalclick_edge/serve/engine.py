@@ -9,9 +9,9 @@ threads; each spawned Session has its own input buffers); OpenVINO Sessions shar
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,10 +43,15 @@ class ImageState:
     clicks: list[tuple[int, int, bool]] = field(default_factory=list)  # (x, y, positive) in ``snap``
     mask: np.ndarray | None = None  # the mask of ``snap`` (None: ``base_mask``)
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time per session
+    _nbytes: int = field(default=0, repr=False)
+    _nbytes_of: SessionSnapshot | None = field(default=None, repr=False)
 
     @property
     def nbytes(self) -> int:
-        return self.snap.nbytes + self.base_mask.nbytes
+        """Bytes of this session's arrays, computed once per state (the store sums it over all sessions)."""
+        if self._nbytes_of is not self.snap:
+            self._nbytes, self._nbytes_of = self.snap.nbytes + self.base_mask.nbytes, self.snap
+        return self._nbytes
 
     def current_mask(self) -> np.ndarray:
         return self.base_mask if self.mask is None else self.mask
@@ -56,6 +61,34 @@ class ImageState:
 
     def set_state(self, state: tuple[SessionSnapshot, list[tuple[int, int, bool]], np.ndarray | None]) -> None:
         self.snap, self.clicks, self.mask = state
+
+
+class FairPool:
+    """Hands items out first come, first served. A plain lock or ``queue.Queue`` wakes an arbitrary
+    waiter: under 16 clients some waited 40x the median for the graphs (p99 23 s vs p50 0.6 s)."""
+
+    def __init__(self, items: list) -> None:
+        self._free = list(items)
+        self._waiters: deque[tuple[threading.Event, list]] = deque()
+        self._lock = threading.Lock()
+
+    def get(self):
+        with self._lock:
+            if self._free and not self._waiters:
+                return self._free.pop()
+            ready, slot = threading.Event(), []
+            self._waiters.append((ready, slot))
+        ready.wait()
+        return slot[0]
+
+    def put(self, item) -> None:
+        with self._lock:
+            if self._waiters:
+                ready, slot = self._waiters.popleft()
+                slot.append(item)
+                ready.set()
+            else:
+                self._free.append(item)
 
 
 def _yxyx_to_xyxy(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -71,10 +104,7 @@ class Engine:
                             "infer request); use --graph-workers 1")
         self.root = Session(model_dir, backend=backend, precision=precision, threads=threads)
         self.backend, self.precision, self.variant = backend, precision, self.root.variant
-        self._pool: queue.SimpleQueue[Session] = queue.SimpleQueue()
-        self._pool.put(self.root)
-        for _ in range(workers - 1):
-            self._pool.put(self.root.spawn())
+        self._pool = FairPool([self.root] + [self.root.spawn() for _ in range(workers - 1)])
         self._empty = self.root.spawn().snapshot()  # what an idle worker holds: no image, no references
         self.workers = workers
 
