@@ -125,11 +125,12 @@ class Engine:
             s.add_click(32, 32, True)
 
     def new_image(self, rgb: np.ndarray, mask: np.ndarray | None = None) -> ImageState:
-        with self._worker() as (s, _):
-            s.set_image(rgb)
-            if mask is not None:
-                s.set_mask(mask)
-            snap = s.snapshot()
+        # set_image / set_mask run no graph: a Session of its own, so clicks need not wait for them.
+        s = self.root.spawn()
+        s.set_image(rgb)
+        if mask is not None:
+            s.set_mask(mask)
+        snap = s.snapshot()
         h, w = rgb.shape[:2]
         base_mask = mask.astype(bool, copy=False) if mask is not None else np.zeros((h, w), np.bool_)
         return ImageState(h, w, snap, base_mask, snap)
@@ -146,11 +147,11 @@ class Engine:
     def undo(self, st: ImageState) -> tuple[ClickOutcome, tuple]:
         if not st.clicks:
             raise UserError("nothing to undo: the session has no clicks since it was created or reset")
-        with self._worker() as (s, wait_ms):
-            s.restore(st.snap)
-            res = s.undo()
-            after = (s.snapshot(), s.clicks, None if res is None else res.mask)
-        return self._outcome(res, len(after[1]), wait_ms, st), after
+        s = self.root.spawn()  # undo runs no graph either
+        s.restore(st.snap)
+        res = s.undo()
+        after = (s.snapshot(), s.clicks, None if res is None else res.mask)
+        return self._outcome(res, len(after[1]), 0.0, st), after
 
     def reset(self, st: ImageState) -> tuple[ClickOutcome, tuple]:
         return self._outcome(None, 0, 0.0, st), (st.base, [], None)
