@@ -26,19 +26,21 @@ def mask_png(mask: np.ndarray) -> bytes:
 def mask_rle(mask: np.ndarray) -> dict:
     """COCO RLE ``{"size": [h, w], "counts": str}`` (what ``pycocotools.mask.decode`` takes).
 
-    COCO runs go down the columns, so pycocotools wants a Fortran-ordered array. Transposing a whole
-    12 MP mask costs more than encoding it; only the object's bounding box is non-zero, so a zeroed
-    Fortran array gets just that box copied in.
+    COCO runs go down the columns, so pycocotools wants the mask in Fortran order, i.e. its transpose in
+    C order. Only the object's bounding box is non-zero, so only that box is transposed (by OpenCV, ~4x
+    faster than NumPy's strided copy) into a zeroed (w, h) array. 12 MP on a loaded 2-core machine:
+    29-62 ms against 35-168 ms for NumPy's box copy; pycocotools' own pass is ~25 ms of it.
     """
     h, w = mask.shape
-    fortran = np.zeros((h, w), np.uint8, order="F")
+    transposed = np.zeros((w, h), np.uint8)
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size:
         y1, y2 = rows[0], rows[-1] + 1
         cols = np.flatnonzero(mask[y1:y2].any(axis=0))
         x1, x2 = cols[0], cols[-1] + 1
-        fortran[y1:y2, x1:x2] = mask[y1:y2, x1:x2]
-    rle = coco_mask.encode(fortran)
+        box = mask[y1:y2, x1:x2]
+        transposed[x1:x2, y1:y2] = cv2.transpose(box.view(np.uint8) if box.dtype == np.bool_ else box)
+    rle = coco_mask.encode(transposed.T)
     return {"size": [int(h), int(w)], "counts": rle["counts"].decode("ascii")}
 
 
