@@ -58,6 +58,15 @@ def _write_png_atomic(path: Path, image: Any) -> None:
             raise UserError(f"cannot write {path}; use a .png or .jpg file name")
 
 
+def _shipped_model() -> Path:
+    from .assets import shipped_model_dir
+
+    path = shipped_model_dir("b0-s1")
+    if path is None:
+        raise UserError("this install ships no exported model; pass --model DIR (written by `focalclick-edge export`)")
+    return path
+
+
 def _cmd_segment(args: argparse.Namespace) -> int:
     import cv2
     import numpy as np
@@ -69,7 +78,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     backend = BACKEND_ALIASES.get(args.backend)
     if backend is None:
         raise UserError(f"unknown backend {args.backend!r}; choose onnxruntime (ort) or openvino (ov)")
-    session = Session(args.model, backend=backend, precision=args.precision, threads=args.threads)
+    session = Session(args.model or _shipped_model(), backend=backend, precision=args.precision, threads=args.threads)
     session.set_image(image)
     if args.init_mask:
         session.set_mask(read_mask(args.init_mask, image.shape[:2]))
@@ -124,7 +133,7 @@ def add_subcommands(sub: Any, register: Any) -> None:
 
     p = sub.add_parser("segment", help="segment an image from clicks with an exported model")
     p.add_argument("image")
-    p.add_argument("--model", required=True, help="model directory written by `export`")
+    p.add_argument("--model", default=None, help="model directory written by `export` (default: the shipped b0-s1)")
     p.add_argument("--click", action="append", type=_parse_click, required=True, metavar="X,Y,+|-",
                    help="a click in pixels; repeat in order")
     p.add_argument("--init-mask", help="start from this mask (PNG, nonzero = object)")
@@ -138,3 +147,4 @@ def add_subcommands(sub: Any, register: Any) -> None:
     _optional("focalclick_edge.evaluation.cli", "add_eval_subcommand", sub, register)
     _optional("focalclick_edge.bench.cli", "add_bench_subcommand", sub, register)
     _optional("focalclick_edge.training.cli", "add_train_subcommand", sub, register)
+    _optional("focalclick_edge.serve.cli", "add_serve_subcommand", sub, register)

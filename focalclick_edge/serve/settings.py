@@ -1,0 +1,103 @@
+"""What `serve` is configured with, and how a run id (``ov-int8``, ``auto``) becomes a backend/precision."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..cli_commands import _RUNS, BACKEND_ALIASES
+from ..errors import UserError
+from ..runtime.model_dir import ModelDir
+
+RUN_IDS = _RUNS  # run id -> (backend, precision), as `bench` names runs
+RUN_OF = {v: k for k, v in RUN_IDS.items()}
+# `auto` for now: the first of these the model directory holds both graphs of (real selection comes later).
+AUTO_ORDER = ("ov-int8", "ort-fp32")
+
+
+@dataclass
+class ServeSettings:
+    model_dir: Path | None = None  # None: the b0-s1 model shipped in the package
+    run: str = "auto"  # auto | a RUN_IDS key; ignored when backend is given
+    backend: str | None = None
+    precision: str = "fp32"
+    host: str = "127.0.0.1"
+    port: int = 8800
+    threads: int | None = None
+    max_sessions: int = 32
+    session_ttl: float = 900.0  # seconds since a session was last used
+    max_upload_mb: float = 50.0
+    max_image_mp: float = 50.0
+    max_memory_mb: float = 4096.0  # all sessions' arrays together; past it the least recently used go
+    token: str | None = None
+    insecure: bool = False
+    cors: tuple[str, ...] = ()
+    graph_workers: int = 1  # Sessions running graphs at once (1 = one lock; >1 ONNX Runtime only)
+    warmup: bool = True
+
+    def check(self) -> None:
+        """Refuse settings that would be unsafe or cannot work, before anything is loaded."""
+        if not is_loopback(self.host) and not self.token and not self.insecure:
+            raise UserError(f"--host {self.host} exposes the server beyond this machine; pass --token T "
+                            "(clients send Authorization: Bearer T) or --insecure to serve without one")
+        for name in ("max_sessions", "max_upload_mb", "max_image_mp", "max_memory_mb", "session_ttl",
+                     "graph_workers"):
+            if getattr(self, name) <= 0:
+                raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        if self.threads is not None and self.threads <= 0:
+            raise UserError(f"--threads must be positive, got {self.threads}")
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port {self.port} is not a TCP port (0-65535)")
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def default_model_dir() -> Path:
+    """The b0-s1 model directory shipped in the package (written by tools/build_shipped_model.py)."""
+    from ..assets import shipped_model_dir
+
+    path = shipped_model_dir("b0-s1")
+    if path is None:
+        raise UserError("this install has no shipped model (focalclick_edge/assets/models/b0-s1); pass --model DIR "
+                        "(a directory written by `focalclick-edge export`)")
+    return path
+
+
+def resolve_run(model: ModelDir, run: str, backend: str | None, precision: str) -> tuple[str, str, str]:
+    """(run id, backend, precision) to serve; ``auto`` takes the first of AUTO_ORDER the directory has."""
+    if backend is not None:
+        full = BACKEND_ALIASES.get(backend)
+        if full is None:
+            raise UserError(f"unknown backend {backend!r}; choose onnxruntime (ort) or openvino (ov)")
+        pair = (full, precision)
+        return RUN_OF.get(pair, f"{full}-{precision}"), full, precision
+    have = _complete_runs(model)
+    if run == "auto":
+        for rid in AUTO_ORDER:
+            if RUN_IDS[rid] in have:
+                return (rid, *RUN_IDS[rid])
+        names = ", ".join(RUN_OF.get(p, "/".join(p)) for p in sorted(have)) or "nothing"
+        raise UserError(f"{model.path} has neither {' nor '.join(AUTO_ORDER)} (it has: {names}); pass --run RUNID")
+    if run not in RUN_IDS:
+        raise UserError(f"unknown run {run!r}; choose auto or one of: {', '.join(RUN_IDS)}")
+    return (run, *RUN_IDS[run])
+
+
+def _complete_runs(model: ModelDir) -> set[tuple[str, str]]:
+    """(backend, precision) pairs with a Segmentor and the Refiner the Session would pair it with."""
+    from ..runtime.session import REFINER_PRECISION
+
+    files = {(f["role"], f["backend"], f["precision"]) for f in model.card.get("files", [])}
+    out = set()
+    for backend, precision in model.available():
+        ref = REFINER_PRECISION.get((backend, precision), precision)
+        if ("segmentor", backend, precision) in files and ("refiner", backend, ref) in files:
+            out.add((backend, precision))
+    return out
