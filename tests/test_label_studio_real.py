@@ -25,6 +25,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 pytest.importorskip("torch")
+pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 uvicorn = pytest.importorskip("uvicorn")
 brush = pytest.importorskip("label_studio_converter.brush")

@@ -139,9 +139,14 @@ class ClickService:
             rgb = decode_image_bytes(bytes(image)) if not isinstance(image, np.ndarray) else image
             with self._lock:
                 self.stats.images_decoded += 1
-                worker.set_image(rgb)
-                root = worker.snapshot()
-                self._insert_entry(key, root)
+                entry = self._entries.get(key)  # another thread may have set the same image meanwhile
+                if entry is not None:
+                    root = entry.root
+                else:
+                    worker.set_image(rgb)
+                    root = worker.snapshot()
+                    self._insert_entry(key, root)
+                    self._evict()
         h, w = root.image.shape[1:] if root.image is not None else (0, 0)
         return ImageHandle(key, int(h), int(w), root)
 
