@@ -148,3 +148,6 @@ def add_subcommands(sub: Any, register: Any) -> None:
     _optional("focalclick_edge.bench.cli", "add_bench_subcommand", sub, register)
     _optional("focalclick_edge.training.cli", "add_train_subcommand", sub, register)
     _optional("focalclick_edge.serve.cli", "add_serve_subcommand", sub, register)
+    from .adapters import cvat_cli
+
+    register("cvat-function")(cvat_cli.add_parser(sub))
