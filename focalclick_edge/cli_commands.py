@@ -7,22 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-
-_RUNS = {
-    "ort-fp32": ("onnxruntime", "fp32"),
-    "ort-int8": ("onnxruntime", "int8"),
-    "ov-fp32": ("openvino", "fp32"),
-    "ov-fp16": ("openvino", "fp16"),
-    "ov-int8": ("openvino", "int8"),
-}
-BACKEND_ALIASES = {"ort": "onnxruntime", "onnxruntime": "onnxruntime", "ov": "openvino", "openvino": "openvino"}
-
-
-def parse_run_id(run: str) -> tuple[str, str]:
-    try:
-        return _RUNS[run]
-    except KeyError:
-        raise UserError(f"unknown run {run!r}; choose from: {', '.join(_RUNS)}") from None
+from .runtime.runs import backend_name
 
 
 def _parse_click(text: str) -> tuple[int, int, bool]:
@@ -66,9 +51,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from .runtime.images import read_image, read_mask
 
     image = read_image(args.image)
-    backend = BACKEND_ALIASES.get(args.backend)
-    if backend is None:
-        raise UserError(f"unknown backend {args.backend!r}; choose onnxruntime (ort) or openvino (ov)")
+    backend = backend_name(args.backend)
     session = Session(args.model, backend=backend, precision=args.precision, threads=args.threads)
     session.set_image(image)
     if args.init_mask:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RUN_IDS = ("ort-fp32", "ort-int8", "ov-fp32", "ov-fp16", "ov-int8")
+from ..runtime.runs import RUN_IDS
 
 
 def _run_list(text: str) -> list[str]:

@@ -46,19 +46,14 @@ import numpy as np
 from ..errors import UserError
 from ..hardware import available_cpus, cpu_fingerprint
 from ..runtime.model_dir import ModelDir
+from ..runtime.runs import RUN_IDS, TORCH_REFERENCE_RUN, get_run, select_available
 from ..variants import get_variant
 
 Log = Callable[[str], None]
 
-# Run id -> (backend, precision), in the order runs are measured and printed.
-RUNS: dict[str, tuple[str, str]] = {
-    "ort-fp32": ("onnxruntime", "fp32"),
-    "ort-int8": ("onnxruntime", "int8"),
-    "ov-fp32": ("openvino", "fp32"),
-    "ov-fp16": ("openvino", "fp16"),
-    "ov-int8": ("openvino", "int8"),
-}
-TORCH_RUN = "torch-fp32"
+# The run ids in the order runs are measured and printed (runtime/runs.py), and the PyTorch reference.
+RUNS = RUN_IDS
+TORCH_RUN = TORCH_REFERENCE_RUN
 PAPER_CPU = "4-core 2.4 GHz Intel i5 (FocalClick paper)"
 
 
@@ -82,35 +77,13 @@ class BenchConfig:
     extra_env: dict[str, str] = field(default_factory=dict)
 
 
-def run_id(backend: str, precision: str) -> str | None:
-    for rid, pair in RUNS.items():
-        if pair == (backend, precision):
-            return rid
-    return None
-
-
 def available_runs(md: ModelDir) -> list[str]:
-    """Run ids the model directory has files for, in ``RUNS`` order."""
-    have = {run_id(b, p) for b, p in md.available()}
-    return [rid for rid in RUNS if rid in have]
+    """Run ids the model directory has files for, in run-table order."""
+    return md.runs()
 
 
 def select_runs(md: ModelDir, requested: list[str] | None) -> list[str]:
-    have = available_runs(md)
-    if not have:
-        raise UserError(f"{md.path} lists no graph files that the runtime can run; re-export it")
-    if not requested:
-        return have
-    unknown = [r for r in requested if r not in RUNS]
-    if unknown:
-        raise UserError(f"unknown run id(s) {', '.join(unknown)}; choose from: {', '.join(RUNS)}")
-    missing = [r for r in requested if r not in have]
-    if missing:
-        raise UserError(
-            f"{md.path} has no files for {', '.join(missing)} (it has: {', '.join(have)}); "
-            "export them first (e.g. `focalclick-edge export --int8`) or pick other --runs"
-        )
-    return list(dict.fromkeys(requested))
+    return select_available(requested or None, md.runs(), str(md.path))
 
 
 def resolve_inputs(image: Path | None, mask: Path | None) -> tuple[Path, Path]:
@@ -234,12 +207,13 @@ def run_bench(cfg: BenchConfig, log: Log = print) -> dict[str, Any]:
     raws: dict[str, list[dict[str, Any]]] = {}
     for rnd in range(cfg.rounds):
         for rid in order:
-            backend, precision = ("torch", "fp32") if rid == TORCH_RUN else RUNS[rid]
+            spec = None if rid == TORCH_RUN else get_run(rid)
+            backend, precision = ("torch", "fp32") if spec is None else (spec.backend, spec.precision)
             of = f" (round {rnd + 1}/{cfg.rounds})" if cfg.rounds > 1 else ""
             log(f"bench {variant} {rid}: {cfg.sessions} x {cfg.clicks} clicks on {threads} thread(s){of} ...")
-            spec = {**base, "run": rid, "backend": backend, "precision": precision, "click_list": click_list,
-                    "checkpoint": str(checkpoint) if checkpoint else None}
-            raw = _run_worker(spec, _run_env(rid, cfg.extra_env))
+            job = {**base, "run": rid, "backend": backend, "precision": precision, "click_list": click_list,
+                   "checkpoint": str(checkpoint) if checkpoint else None}
+            raw = _run_worker(job, _run_env(rid, cfg.extra_env))
             if click_list is None:
                 click_list = raw["click_list"]
                 result["image"]["hw"] = raw["image_hw"]

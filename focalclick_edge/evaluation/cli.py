@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..runtime.runs import RUN_IDS
 
-EPILOG = """\
-runs: ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8 (default: every run the model directory has).
+EPILOG = f"""\
+runs: {", ".join(RUN_IDS)} (default: every run the model directory has).
 Sessions run until IoU >= --stop-iou (0.95) or --max-clicks, so NoC85/90/95 come from one pass; the
 official scripts stop at 0.90, which gives the same NoC85/NoC90 but a different mIoU@k curve.
 With --max-drop X the exit status is 1 when an INT8 run's NoC90 exceeds that of the FP32 run of the
@@ -33,27 +34,11 @@ def _positive(flag: str, value: int | float | None, minimum: float = 1) -> None:
 
 def _resolve_runs(text: str | None, model_dir: str) -> list[str]:
     from ..runtime.model_dir import ModelDir
-    from .runner import available_runs, run_backend
+    from ..runtime.runs import parse_run_list, select_available
 
-    ModelDir.open(model_dir)  # a one-line error for a missing / broken directory before anything else
-    have = available_runs(model_dir)
-    if text is None:
-        if not have:
-            raise UserError(f"{model_dir} lists no graph files for any run; re-export it")
-        return have
-    runs: list[str] = []
-    for part in text.split(","):
-        run = part.strip()
-        if not run or run in runs:
-            continue
-        run_backend(run)  # unknown id -> one-line error listing the valid ones
-        if run not in have:
-            raise UserError(f"{model_dir} has no {run} model (it has: {', '.join(have) or 'nothing'}); "
-                            "re-export with the matching options (e.g. --int8) or drop it from --runs")
-        runs.append(run)
-    if not runs:
-        raise UserError("--runs is empty; pass e.g. --runs ort-fp32,ov-fp32")
-    return runs
+    md = ModelDir.open(model_dir)  # a one-line error for a missing / broken directory before anything else
+    requested = None if text is None else parse_run_list(text)
+    return select_available(requested, md.runs(), str(model_dir))
 
 
 def _open_datasets(specs: list[str]) -> list[tuple[str, Any]]:

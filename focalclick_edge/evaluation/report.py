@@ -13,13 +13,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_file, write_json_atomic
+from ..runtime.runs import gated_pairs, get_run
 from .metrics import summarize
-from .runner import EvalResults, run_backend
+from .runner import EvalResults
 
 THRESHOLDS = (0.85, 0.90, 0.95)
 MIOU_AT = 5  # the table's mIoU@k column
-# INT8 run -> the FP32 run of the same backend it is gated against.
-INT8_BASELINES = {"ort-int8": "ort-fp32", "ov-int8": "ov-fp32"}
 # NoC means are sums of integers / n; without a little slack 6.2 - 6.1 would count as a 0.1000...05 drop.
 _GATE_EPS = 1e-9
 
@@ -52,8 +51,8 @@ def summarize_results(res: EvalResults) -> dict[str, dict[str, Any]]:
                     summary[f"nof{_thr_key(thr)}"] = None
             latencies = [v for r in samples for v in r.latency_ms]
             stages = list(dict.fromkeys(k for r in samples for t in r.timings for k in t))  # Session's order
-            backend, precision = run_backend(run)
-            entry: dict[str, Any] = {"dataset": ds, "run": run, "backend": backend, "precision": precision}
+            spec = get_run(run)
+            entry: dict[str, Any] = {"dataset": ds, "run": run, "backend": spec.backend, "precision": spec.precision}
             entry.update(summary)
             entry.update({
                 "n_clicks": len(latencies),
@@ -217,10 +216,7 @@ def check_gate_runs(runs: Sequence[str]) -> list[tuple[str, str]]:
     """The (int8, fp32) pairs ``--max-drop`` compares; a one-line error when it cannot compare anything
     or an INT8 run lacks its FP32 baseline (checked before evaluating, not after)."""
     pairs = []
-    for run in runs:
-        base = INT8_BASELINES.get(run)
-        if base is None:
-            continue
+    for run, base in gated_pairs(runs):
         if base not in runs:
             raise UserError(f"--max-drop compares {run} with {base}, but {base} is not in --runs "
                             f"({','.join(runs)}); add it")
@@ -236,8 +232,9 @@ def max_drop_failures(summaries: dict[str, dict[str, Any]], max_drop: float) -> 
     by more than ``max_drop`` clicks."""
     by_ds_run = {(e["dataset"], e["run"]): (key, e) for key, e in summaries.items()}
     failures = []
+    baselines = dict(gated_pairs(run for _, run in by_ds_run))
     for (ds, run), (key, e) in by_ds_run.items():
-        base = INT8_BASELINES.get(run)
+        base = baselines.get(run)
         if base is None:
             continue
         if (ds, base) not in by_ds_run:
@@ -252,5 +249,5 @@ def max_drop_failures(summaries: dict[str, dict[str, Any]], max_drop: float) -> 
     return failures
 
 
-__all__ = ["INT8_BASELINES", "THRESHOLDS", "build_report", "check_gate_runs", "format_table", "max_drop_failures",
+__all__ = ["THRESHOLDS", "build_report", "check_gate_runs", "format_table", "max_drop_failures",
            "require_matplotlib", "run_key", "summarize_results", "write_plot", "write_report_json"]

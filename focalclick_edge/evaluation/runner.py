@@ -27,26 +27,22 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..runtime.model_dir import ModelDir
+from ..runtime.runs import RUN_IDS, get_run
 from .datasets import SegmentationDataset
 from .initial_masks import InitialMaskCache
 from .protocol import DEFAULT_STOP_IOU, SampleResult, evaluate_sample
 
-# Every run id the CLI knows, in table order; parse_run_id (cli_commands) maps them to backend/precision.
-RUN_IDS = ("ort-fp32", "ort-int8", "ov-fp32", "ov-fp16", "ov-int8")
-
 
 def run_backend(run_id: str) -> tuple[str, str]:
-    from ..cli_commands import parse_run_id
-
-    return parse_run_id(run_id)
+    """(backend, precision) of a run id (runtime/runs.py)."""
+    spec = get_run(run_id)
+    return spec.backend, spec.precision
 
 
 def available_runs(model_dir: str | Path) -> list[str]:
-    """The run ids whose graph files the model directory's card lists, in ``RUN_IDS`` order."""
-    from ..runtime.model_dir import ModelDir
-
-    have = set(ModelDir.open(model_dir).available())
-    return [r for r in RUN_IDS if run_backend(r) in have]
+    """The run ids whose graph files the model directory's card lists, in run-table order."""
+    return ModelDir.open(model_dir).runs()
 
 
 def default_cache_dir() -> Path:
@@ -98,8 +94,9 @@ def _build_state(settings: EvalSettings, datasets: list[tuple[str, SegmentationD
 
     sessions = {}
     for run in settings.runs:
-        backend, precision = run_backend(run)
-        sessions[run] = Session(settings.model_dir, backend=backend, precision=precision, threads=threads)
+        spec = get_run(run)
+        sessions[run] = Session(settings.model_dir, backend=spec.backend, precision=spec.precision, threads=threads,
+                                refiner_precision=spec.refiner_precision)
     cache = None
     if settings.from_init_mask:
         cache = InitialMaskCache(settings.cache_dir or default_cache_dir())

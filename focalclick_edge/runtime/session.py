@@ -17,16 +17,10 @@ from . import geometry as g
 from .backends import CompiledModel, compile_model
 from .images import to_rgb_uint8
 from .model_dir import ModelDir
+from .pipeline_config import OFFICIAL_PIPELINE, PipelineConfig
+from .runs import refiner_precision_for
 
 STAGES = ("preprocess", "segmentor", "focus_crop", "refiner", "merge", "total")
-# Which Refiner graph a run uses when none is asked for. ONNX Runtime's INT8 Refiner is slower than its
-# FP32 one -- a ~0.01 M-parameter depthwise net at 128x128 is bound by memory traffic, and QDQ adds a
-# quantize/dequantize pass around every conv -- (bench, 2 threads, AVX512-VNNI Xeon: b0-s1 6.5 vs 4.1
-# ms, hrnet18s-s2 7.6 vs 4.4 ms) and it moves the mask more, so "onnxruntime int8" pairs the INT8
-# Segmentor with the FP32 Refiner. OpenVINO's INT8 Refiner is the faster of its two and is kept.
-REFINER_PRECISION = {("onnxruntime", "int8"): "fp32"}
-MASK_THRESH = 0.5
-KEEP_PREV_AFTER = 10
 
 
 @dataclass
@@ -103,17 +97,18 @@ class Session:
         threads: int | None = None,
         refiner_precision: str | None = None,
     ) -> None:
-        """``refiner_precision`` overrides the Refiner graph's precision (default: ``precision``, except
-        where ``REFINER_PRECISION`` names a faster one for the backend)."""
+        """``refiner_precision`` overrides the Refiner graph's precision (default: the run table's pairing,
+        runtime/runs.py). The crop / threshold constants come from the card (``ModelDir.pipeline``)."""
         t0 = time.perf_counter()
         self.model_dir: ModelDir | None = ModelDir.open(model_dir)
-        ref_precision = refiner_precision or REFINER_PRECISION.get((backend, precision), precision)
+        ref_precision = refiner_precision or refiner_precision_for(backend, precision)
         # Compiled once per Session; every click reuses them (and their inference requests).
         segmentor, refiner = (
             compile_model(self.model_dir.graph_file(role, backend, p), backend, p, threads)
             for role, p in (("segmentor", precision), ("refiner", ref_precision))
         )
-        self._setup(self.model_dir.variant, self.model_dir.preprocessing, segmentor, refiner, backend, precision)
+        self._setup(self.model_dir.variant, self.model_dir.preprocessing, segmentor, refiner, backend, precision,
+                    self.model_dir.pipeline)
         self.refiner_precision = ref_precision
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
@@ -126,19 +121,21 @@ class Session:
         refiner: CompiledModel,
         backend: str,
         precision: str,
+        pipeline: PipelineConfig = OFFICIAL_PIPELINE,
     ) -> Session:
         """A Session over graphs built elsewhere (our PyTorch modules for training validation and the
         benchmark's reference), running the identical per-click pipeline; no model directory."""
         self = cls.__new__(cls)
         self.model_dir = None
-        self._setup(variant, preprocessing, segmentor, refiner, backend, precision)
+        self._setup(variant, preprocessing, segmentor, refiner, backend, precision, pipeline)
         self.refiner_precision = precision
         self.load_ms = 0.0
         return self
 
     def _setup(self, variant: str, preprocessing: dict, segmentor: CompiledModel, refiner: CompiledModel,
-               backend: str, precision: str) -> None:
+               backend: str, precision: str, pipeline: PipelineConfig) -> None:
         self.variant = variant
+        self.pipeline = pipeline
         self.backend, self.precision = backend, precision
         self.net_size = int(preprocessing["net_input_size"])
         # Size of the Segmentor graph's inputs. Current exports take the backbone size (S1: 128) and
@@ -284,6 +281,7 @@ class Session:
         if not (0 <= int(x) < w and 0 <= int(y) < h) or int(x) != x or int(y) != y:
             raise UserError(f"click ({x}, {y}) is outside the {w}x{h} image; x must be in [0, {w - 1}], "
                             f"y in [0, {h - 1}] (integers)")
+        cfg = self.pipeline
         prev = self._state
         st = _State(
             clicks=prev.clicks + [(int(y), int(x), bool(positive))],
@@ -294,8 +292,8 @@ class Session:
         # Target Crop (official Zoom-In: no crop on click 1; recomputed every later click).
         clicks_arr = np.array([(cy, cx, 1.0 if cp else 0.0) for cy, cx, cp in st.clicks], np.float64)
         crop = None
-        if len(st.clicks) > 1 and st.zoom_prev is not None:
-            crop = g.zoom_in_box(st.zoom_prev, clicks_arr, (h, w))
+        if len(st.clicks) > cfg.target_skip_clicks and st.zoom_prev is not None:
+            crop = g.zoom_in_box(st.zoom_prev, clicks_arr, (h, w), cfg.target_expansion, cfg.target_min_crop_size)
             if crop is not None:
                 st.object_roi = crop
         input_box = crop if crop is not None else (0, h - 1, 0, w - 1)
@@ -321,8 +319,9 @@ class Session:
         logit_box = _logit(prob_in)  # coarse logits inside global_roi
         cy, cx = st.clicks[-1][0], st.clicks[-1][1]
         pred = np.zeros((h, w), np.bool_)
-        np.greater(logit_box, g.FOCUS_THRESH, out=pred[gy1:gy2, gx1:gx2])
-        focus = g.focus_crop_box_from_masks(pred, st.prev_prob > g.FOCUS_THRESH, global_roi, (cy, cx))
+        np.greater(logit_box, cfg.focus_logit_thresh, out=pred[gy1:gy2, gx1:gx2])
+        focus = g.focus_crop_box_from_masks(pred, st.prev_prob > cfg.focus_prev_thresh, global_roi, (cy, cx),
+                                            cfg.focus_ratio)
         fy1, fy2, fx1, fx2 = focus
         roi = g.focus_roi_in_target_frame(focus, global_roi, n)
         r = self.ref_size
@@ -349,7 +348,7 @@ class Session:
         # outside the focus box, round-tripped through logit/sigmoid over the whole image; that is kept
         # as is (the round trip moves values by ulps). Before that, the map outside global_roi is
         # sigmoid(-inf) = 0 exactly, so only the box is computed.
-        if len(st.clicks) > KEEP_PREV_AFTER:
+        if len(st.clicks) > cfg.keep_prev_after:
             full_logit = _logit(st.prev_prob)
             g.paste_resized(full_logit, refined[0, 0], focus)
             prob = _sigmoid(full_logit, out=full_logit)
@@ -363,11 +362,11 @@ class Session:
         st.prev_prob = prob
         st.zoom_prev = prob
         if st.merged is not None:
-            st.merged = g.progressive_merge(prob > MASK_THRESH, st.merged, (cy, cx))
+            st.merged = g.progressive_merge(prob > cfg.mask_thresh, st.merged, (cy, cx))
             st.zoom_prev = st.merged
             mask = st.merged
         else:
-            mask = prob > MASK_THRESH
+            mask = prob > cfg.mask_thresh
         t5 = time.perf_counter()
 
         t = {
