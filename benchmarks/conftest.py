@@ -90,7 +90,8 @@ def click_inputs(model_dir, image_and_gt, click_list, threads) -> ClickInputs:
     st = s._state
     planar = s._image
     h, w = planar.shape[1:]
-    clicks = np.array([(cy, cx, float(cp)) for cy, cx, cp in [*st.clicks, click_list[BENCH_CLICK]]], np.float64)
+    prior = [(cy, cx, cp) for cx, cy, cp in st.clicks]  # the Session keeps (x, y, positive)
+    clicks = np.array([(cy, cx, float(cp)) for cy, cx, cp in [*prior, click_list[BENCH_CLICK]]], np.float64)
     box = g.zoom_in_box(st.zoom_prev, clicks, (h, w)) or (0, h - 1, 0, w - 1)
     result = s.add_click(click_list[BENCH_CLICK][1], click_list[BENCH_CLICK][0], click_list[BENCH_CLICK][2])
     global_roi = result.target_box  # the (possibly stale) Zoom-In box, as the session used it
