@@ -134,7 +134,7 @@ def stepwise_agreement(reference: Any, session: Any, refs: list[ReferenceSession
             s.set_image(ref.image)
             if ref.init_mask is not None:
                 s.set_mask(ref.init_mask)
-        for y, x, positive in ref.run.clicks:
+        for x, y, positive in ref.run.clicks:
             # Snapshots hold references only; no click state is ever modified in place, so sharing is safe.
             session.restore(reference.snapshot())
             a = reference.add_click(x, y, positive).mask
