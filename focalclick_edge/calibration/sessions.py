@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cache_dirs import cache_dir as default_cache_dir
 from ..errors import UserError
 from ..fileio import atomic_file
 from . import cache_limit
@@ -117,14 +117,6 @@ def _is_binary(a: np.ndarray) -> bool:
     return bool(np.all((a == 0) | (a == 1)))
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("FOCALCLICK_EDGE_CACHE")
-    if env:
-        return Path(env).expanduser() / "calibration"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "focalclick-edge" / "calibration"
-
-
 def cache_key(model_sha256: dict[str, str], cal_set: CalibrationSet) -> str:
     """Same FP32 graphs + same images + same size + same seed + same recipe → same records."""
     blob = json.dumps({
@@ -155,7 +147,7 @@ def record_calibration(
     from ..evaluation.initial_masks import make_initial_mask
     from ..runtime.session import Session
 
-    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    cache_dir = default_cache_dir("calibration") if cache_dir is None else Path(cache_dir)
     key = cache_key(model_sha256, cal_set)
     cache_file = cache_dir / f"calib-{key[:32]}.npz"
     if cache_file.is_file():

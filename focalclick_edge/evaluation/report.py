@@ -1,5 +1,5 @@
 """Turning ``EvalResults`` into numbers people read: the summary table, the JSON report, the mIoU plot,
-and the INT8-vs-FP32 ``--max-drop`` gate."""
+and the INT8-vs-FP32 ``--max-noc-drop`` gate."""
 from __future__ import annotations
 
 import os
@@ -213,17 +213,17 @@ def write_plot(path: str | Path, res: EvalResults, summaries: dict[str, dict[str
 
 # -------------------------------------------------------------------------------------------------- gate
 def check_gate_runs(runs: Sequence[str]) -> list[tuple[str, str]]:
-    """The (int8, fp32) pairs ``--max-drop`` compares; a one-line error when it cannot compare anything
+    """The (int8, fp32) pairs ``--max-noc-drop`` compares; a one-line error when it cannot compare anything
     or an INT8 run lacks its FP32 baseline (checked before evaluating, not after)."""
     pairs = []
     for run, base in gated_pairs(runs):
         if base not in runs:
-            raise UserError(f"--max-drop compares {run} with {base}, but {base} is not in --runs "
+            raise UserError(f"--max-noc-drop compares {run} with {base}, but {base} is not in --runs "
                             f"({','.join(runs)}); add it")
         pairs.append((run, base))
     if not pairs:
-        raise UserError(f"--max-drop needs an INT8 run (ort-int8 or ov-int8) in --runs ({','.join(runs)}); "
-                        "export with --int8 or drop --max-drop")
+        raise UserError(f"--max-noc-drop needs an INT8 run (ort-int8 or ov-int8) in --runs ({','.join(runs)}); "
+                        "export with --int8 or drop --max-noc-drop")
     return pairs
 
 
@@ -238,14 +238,14 @@ def max_drop_failures(summaries: dict[str, dict[str, Any]], max_drop: float) -> 
         if base is None:
             continue
         if (ds, base) not in by_ds_run:
-            raise UserError(f"--max-drop compares {run} with {base}, but there is no {base} result for {ds}")
+            raise UserError(f"--max-noc-drop compares {run} with {base}, but there is no {base} result for {ds}")
         base_key, b = by_ds_run[(ds, base)]
         if e["noc90"] is None or b["noc90"] is None:
-            raise UserError("--max-drop compares NoC90, which needs a stop IoU of at least 0.90")
+            raise UserError("--max-noc-drop compares NoC90, which needs a stop IoU of at least 0.90")
         drop = e["noc90"] - b["noc90"]
         if drop > max_drop + _GATE_EPS:
             failures.append(f"{key}: NoC90 {e['noc90']:.2f} vs {base_key} {b['noc90']:.2f} "
-                            f"(+{drop:.2f} clicks > --max-drop {max_drop:g})")
+                            f"(+{drop:.2f} clicks > --max-noc-drop {max_drop:g})")
     return failures
 
 

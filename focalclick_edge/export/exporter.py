@@ -60,9 +60,9 @@ def export_variant(
     from .verify_inputs import real_verify_inputs
 
     if max_drop is not None and not int8:
-        raise UserError("--max-drop only applies to INT8 export; add --int8")
+        raise UserError("--max-iou-drop only applies to INT8 export; add --int8")
     if max_drop is not None and not 0.0 < max_drop < 1.0:
-        raise UserError(f"--max-drop is an absolute drop of mean IoU vs FP32, between 0 and 1 "
+        raise UserError(f"--max-iou-drop is an absolute drop of mean IoU vs FP32, between 0 and 1 "
                         f"(got {max_drop})")
     if not int8 and (calib_data is not None or calib_size is not None):
         log("note: calibration options only apply with --int8; exporting FP32 / FP16 only")

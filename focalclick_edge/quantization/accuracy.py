@@ -1,4 +1,4 @@
-"""Accuracy-controlled INT8 (``--max-drop``): give back int8 layers until the sessions follow FP32.
+"""Accuracy-controlled INT8 (``export --max-iou-drop``): give back int8 layers until the sessions follow FP32.
 
 Metric: mean IoU, over every click of a few validation sessions, between the INT8 session's final
 mask and the FP32 session's mask after the same click, each click starting from the FP32 session's

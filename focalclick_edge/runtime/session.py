@@ -70,6 +70,14 @@ class SessionSnapshot:
         return sum(seen.values())
 
 
+def check_click(x: float, y: float, image_hw: tuple[int, int]) -> None:
+    """A one-line error unless (x, y) are integer pixel coordinates inside an image of ``image_hw``."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    if not (0 <= int(x) < w and 0 <= int(y) < h) or int(x) != x or int(y) != y:
+        raise UserError(f"click ({x}, {y}) is outside the {w}x{h} image; x must be in [0, {w - 1}], "
+                        f"y in [0, {h - 1}] (integers)")
+
+
 def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``1 / (1 + exp(-x))`` in float32, as the official predictor computes it, without temporaries.
 
@@ -316,10 +324,7 @@ class Session:
     def add_click(self, x: int, y: int, positive: bool = True) -> ClickResult:
         """One click at pixel (x, y): the stages below in order, each timed (``ClickResult.timings``)."""
         img = self._require_image()
-        h, w = img.shape[1:]
-        if not (0 <= int(x) < w and 0 <= int(y) < h) or int(x) != x or int(y) != y:
-            raise UserError(f"click ({x}, {y}) is outside the {w}x{h} image; x must be in [0, {w - 1}], "
-                            f"y in [0, {h - 1}] (integers)")
+        check_click(x, y, img.shape[1:])
         prev = self._state
         st = _State(
             clicks=prev.clicks + [(int(x), int(y), bool(positive))],

@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..export.graphs import REFINER_INPUTS, SEGMENTOR_INPUTS, RefinerGraph, SegmentorGraph
 from ..runtime.backends import CompiledModel
 from ..runtime.session import Session
+from .graphs import REFINER_INPUTS, SEGMENTOR_INPUTS, RefinerGraph, SegmentorGraph
 
 
 class TorchGraph(CompiledModel):
