@@ -33,7 +33,7 @@ def torch_reference_session(model_dir: str | Path, checkpoint: str | Path, threa
         model = load_checkpoint(checkpoint, md.variant)
     except CheckpointError as exc:
         raise UserError(f"--vs-torch: {exc}") from None
-    session = torch_session(model, threads, md.preprocessing)
+    session = torch_session(model, threads, md.preprocessing, md.pipeline)
     session.load_ms = (time.perf_counter() - t0) * 1e3
     return session
 
