@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from focalclick_edge.bench.runner import RUNS, available_runs
 from focalclick_edge.runtime import Session
 from focalclick_edge.runtime.model_dir import ModelDir
+from focalclick_edge.runtime.runs import RUN_IDS, get_run
 
 # The click whose inputs the stage benchmarks use: past the first (full-image) click, so the
 # Target Crop, the stale-box logic and the focus component are all exercised as in a real session.
@@ -17,14 +17,14 @@ BENCH_CLICK = 4
 
 
 def run_params() -> list[str]:
-    return list(RUNS)
+    return list(RUN_IDS)
 
 
 def open_run(model_dir: Path, run: str, threads: int) -> Session:
-    if run not in available_runs(ModelDir.open(model_dir)):
+    if run not in ModelDir.open(model_dir).runs():
         pytest.skip(f"{model_dir} has no {run} files")
-    backend, precision = RUNS[run]
-    return Session(model_dir, backend=backend, precision=precision, threads=threads)
+    spec = get_run(run)
+    return Session(model_dir, backend=spec.backend, precision=spec.precision, threads=threads)
 
 
 

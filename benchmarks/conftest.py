@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from bench_support import BENCH_CLICK, ClickInputs
 
-from focalclick_edge.evaluation.clicker import Clicker
+from focalclick_edge.evaluation.player import play_session
 from focalclick_edge.hardware import available_cpus
 from focalclick_edge.runtime import Session
 from focalclick_edge.runtime import geometry as g
@@ -66,18 +66,9 @@ def image_and_gt() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="session")
 def click_list(model_dir, image_and_gt, threads) -> list[tuple[int, int, bool]]:
-    """A realistic click sequence: the NoC clicker against the mask, driven by ort-fp32."""
+    """A realistic click sequence, (x, y, positive): the NoC clicker against the mask, driven by ort-fp32."""
     image, gt = image_and_gt
-    s = Session(model_dir, threads=threads)
-    s.set_image(image)
-    clicker = Clicker(gt)
-    pred = np.zeros(gt.shape, bool)
-    clicks = []
-    for _ in range(BENCH_CLICK + 1):
-        c = clicker.make_next_click(pred)
-        clicks.append((c.y, c.x, c.positive))
-        pred = s.add_click(c.x, c.y, c.positive).mask
-    return clicks
+    return play_session(Session(model_dir, threads=threads), gt, image=image, max_clicks=BENCH_CLICK + 1).clicks
 
 
 @pytest.fixture(scope="session")
@@ -85,14 +76,14 @@ def click_inputs(model_dir, image_and_gt, click_list, threads) -> ClickInputs:
     image, _ = image_and_gt
     s = Session(model_dir, threads=threads)
     s.set_image(image)
-    for y, x, p in click_list[:BENCH_CLICK]:
-        s.add_click(x, y, p)
+    play_session(s, clicks=click_list[:BENCH_CLICK])
     st = s._state
     planar = s._image
     h, w = planar.shape[1:]
-    clicks = np.array([(cy, cx, float(cp)) for cy, cx, cp in [*st.clicks, click_list[BENCH_CLICK]]], np.float64)
+    # The Target Crop's internal frame: (y, x, positive) rows.
+    clicks = np.array([(cy, cx, float(cp)) for cx, cy, cp in [*st.clicks, click_list[BENCH_CLICK]]], np.float64)
     box = g.zoom_in_box(st.zoom_prev, clicks, (h, w)) or (0, h - 1, 0, w - 1)
-    result = s.add_click(click_list[BENCH_CLICK][1], click_list[BENCH_CLICK][0], click_list[BENCH_CLICK][2])
+    result = s.add_click(*click_list[BENCH_CLICK])
     global_roi = result.target_box  # the (possibly stale) Zoom-In box, as the session used it
     n = s.net_size
     # The session's own Target Crop and logits upsampling (the graph may take the backbone size).

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from bench_support import BENCH_CLICK, ClickInputs, open_run, run_params
 
+from focalclick_edge.evaluation.player import play_session
 from focalclick_edge.runtime import geometry as g
 from focalclick_edge.runtime.session import _logit, _sigmoid
 
@@ -21,10 +22,8 @@ from focalclick_edge.runtime.session import _logit, _sigmoid
 def test_click(benchmark, run, model_dir, image_and_gt, click_list, threads):
     """One ``add_click`` (click 5 of the session) followed by ``undo``, which only pops a state."""
     s = open_run(model_dir, run, threads)
-    s.set_image(image_and_gt[0])
-    for y, x, p in click_list[:BENCH_CLICK]:
-        s.add_click(x, y, p)
-    y, x, p = click_list[BENCH_CLICK]
+    play_session(s, image=image_and_gt[0], clicks=click_list[:BENCH_CLICK])
+    x, y, p = click_list[BENCH_CLICK]
 
     def click() -> None:
         s.add_click(x, y, p)

@@ -1,24 +1,33 @@
-"""`focalclick-edge` command line. Heavy imports happen inside each subcommand so that
-`focalclick-edge variants` and the runtime commands work without the [export] extra."""
+"""`focalclick-edge` command line.
+
+One convention for every subcommand: its module exposes ``add_parser(subparsers) -> handler``, where
+``handler(args) -> exit status``; shared argument types live in cli_args.py. Heavy imports happen inside
+each handler, so that `focalclick-edge variants` and the runtime commands work without the [export] extra.
+"""
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
+from .cli_args import OneLineErrorParser, join_negative_values
 from .variants import VARIANTS
 
+Handler = Callable[[argparse.Namespace], int]
 # Packages only the [export] extra installs (export, quantization, training, --vs-torch).
 _EXPORT_EXTRA = {"torch", "onnx", "onnxslim", "nncf"}
-_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
-
-def _command(name: str):
-    def register(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        _COMMANDS[name] = fn
-        return fn
-
-    return register
+# The subcommand modules, in help order; a module a partial install lacks is left out.
+COMMAND_MODULES = (
+    "focalclick_edge.export.cli",  # export
+    "focalclick_edge.runtime.cli",  # segment
+    "focalclick_edge.evaluation.cli",  # eval
+    "focalclick_edge.bench.cli",  # bench
+    "focalclick_edge.training.cli",  # train
+    "focalclick_edge.serve.cli",  # serve
+    "focalclick_edge.adapters.cvat_cli",  # cvat-function
+)
 
 
 def format_variants_table() -> str:
@@ -41,22 +50,38 @@ def format_variants_table() -> str:
     return "\n".join(lines)
 
 
-@_command("variants")
-def _cmd_variants(args: argparse.Namespace) -> int:
-    print(format_variants_table())
-    return 0
+def _add_variants_parser(sub: Any) -> Handler:
+    sub.add_parser("variants", help="list the six published FocalClick variants")
+
+    def handler(args: argparse.Namespace) -> int:
+        print(format_variants_table())
+        return 0
+
+    return handler
+
+
+def _command_adders() -> list[Callable[[Any], Handler]]:
+    adders = [_add_variants_parser]
+    for name in COMMAND_MODULES:
+        try:
+            adders.append(importlib.import_module(name).add_parser)
+        except ModuleNotFoundError as exc:  # a partial install without that subpackage
+            if not (exc.name and exc.name.startswith("focalclick_edge")):
+                raise
+    return adders
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineErrorParser(
         prog="focalclick-edge",
         description="FocalClick interactive segmentation on CPUs: export, quantize, run, evaluate, benchmark.",
     )
     sub = p.add_subparsers(dest="command", required=True)
-    sub.add_parser("variants", help="list the six published FocalClick variants")
-    from . import cli_commands
-
-    cli_commands.add_subcommands(sub, _command)
+    for add in _command_adders():
+        before = set(sub.choices)
+        handler = add(sub)
+        for name in set(sub.choices) - before:
+            sub.choices[name].set_defaults(handler=handler)
     return p
 
 
@@ -78,24 +103,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .errors import UserError
 
     parser = build_parser()
-    args = parser.parse_args(argv)
-    _terminate_as_interrupt()
     try:
-        return _COMMANDS[args.command](args)
+        args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
+    except SystemExit as exc:  # a usage error (already printed as one line) or --help
+        return exc.code if isinstance(exc.code, int) else 2
+    _terminate_as_interrupt()
+    prog = f"focalclick-edge {args.command}"
+    try:
+        return args.handler(args)
     except UserError as exc:
-        print(f"focalclick-edge {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] in _EXPORT_EXTRA:
             print(
-                f"focalclick-edge {args.command}: error: this command needs {exc.name.split('.')[0]}, which the "
+                f"{prog}: error: this command needs {exc.name.split('.')[0]}, which the "
                 "runtime-only install leaves out; pip install \"focalclick-edge[export]\"",
                 file=sys.stderr,
             )
             return 2
         raise
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:  # an output that cannot be written
+        print(f"{prog}: error: cannot write {exc.filename}: {exc.strerror}; pick a writable path", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"focalclick-edge {args.command}: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import UserError
 
-__all__ = ["Variant", "VARIANTS", "get_variant", "variant_ids", "create_model", "variant_from_config"]
+__all__ = ["Variant", "VARIANTS", "get_variant", "variant_ids", "variant_from_config"]
 
 
 @dataclass(frozen=True)
@@ -160,9 +160,3 @@ def variant_from_config(config: dict[str, Any]) -> Variant | None:
             return v
     return None
 
-
-def create_model(variant_id: str):  # -> torch.nn.Module; torch is imported lazily
-    """Build the PyTorch model of a variant (randomly initialised). Needs the [export] extra."""
-    from .models import build_model
-
-    return build_model(get_variant(variant_id))

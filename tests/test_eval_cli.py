@@ -290,7 +290,7 @@ def test_max_drop_exits_1_naming_the_int8_run_that_needs_more_clicks(gate_setup,
     base = ["--model", model, "--dataset", f"whole={data}", "--max-clicks", 3, "--json", tmp_path / "r.json"]
     assert _eval(*base, "--max-drop", "0.5") == 1
     err = capsys.readouterr().err
-    assert "max-drop FAILED: ort-int8: NoC90 3.00 vs ort-fp32 1.00" in err
+    assert "max-noc-drop FAILED: ort-int8: NoC90 3.00 vs ort-fp32 1.00" in err
     runs = json.loads((tmp_path / "r.json").read_text())["runs"]
     assert (runs["ort-fp32"]["noc90"], runs["ort-int8"]["noc90"]) == (1.0, 3.0)
     # A drop of exactly max_drop passes.
@@ -300,7 +300,7 @@ def test_max_drop_exits_1_naming_the_int8_run_that_needs_more_clicks(gate_setup,
 
 def test_max_drop_without_the_matching_fp32_run_is_a_one_line_error(gate_setup, capsys):
     model, data = gate_setup
-    rc = _eval("--model", model, "--dataset", f"whole={data}", "--runs", "ort-int8", "--max-drop", "0.1")
+    rc = _eval("--model", model, "--dataset", f"whole={data}", "--runs", "ort-int8", "--max-noc-drop", "0.1")
     assert rc == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "ort-fp32 is not in --runs" in err

@@ -117,9 +117,10 @@ def write_function_dir(model_dir: str | Path, run: str, out: str | Path, package
     """Write ``out`` (replacing it) as a nuclio function directory; returns its path."""
     import yaml
 
-    from ..cli_commands import parse_run_id
+    from ..runtime.runs import get_run
 
-    backend, precision = parse_run_id(run)
+    spec = get_run(run)
+    backend, precision = spec.backend, spec.precision
     model = ModelDir.open(model_dir)
     files = _run_files(model, backend, precision)
     package = package or default_package()

@@ -19,10 +19,11 @@ from .images import decode_base64
 
 
 def load_service(model_dir: str | Path, run: str, threads: int | None = None) -> ClickService:
-    from ..cli_commands import parse_run_id
     from ..runtime import Session
+    from ..runtime.runs import get_run
 
-    backend, precision = parse_run_id(run)
+    spec = get_run(run)
+    backend, precision = spec.backend, spec.precision
     return ClickService({run: Session(model_dir, backend=backend, precision=precision, threads=threads)})
 
 

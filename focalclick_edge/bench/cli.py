@@ -6,33 +6,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RUN_IDS = ("ort-fp32", "ort-int8", "ov-fp32", "ov-fp16", "ov-int8")
+from ..cli_args import check_writable, non_negative_int, positive_int, run_list
+from ..errors import UserError
+from ..runtime.runs import RUN_IDS, TORCH_REFERENCE_RUN
 
 
-def _run_list(text: str) -> list[str]:
-    runs = [r.strip() for r in text.split(",") if r.strip()]
-    bad = [r for r in runs if r not in RUN_IDS]
-    if not runs or bad:
-        raise argparse.ArgumentTypeError(
-            f"{', '.join(bad) or repr(text)}: not a run id; use a comma list of {', '.join(RUN_IDS)}"
-        )
-    return runs
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
+def _handle(args: argparse.Namespace) -> int:
     from .report import format_table, write_json, write_plot
     from .runner import BenchConfig, run_bench
 
+    if args.checkpoint is not None and not args.vs_torch:
+        raise UserError("--checkpoint is the PyTorch reference's checkpoint; add --vs-torch or drop it")
+    check_writable(args.json, "--json")
+    check_writable(args.plot, "--plot")
     cfg = BenchConfig(
         model_dir=Path(args.model), runs=args.runs, threads=args.threads, clicks=args.clicks,
         sessions=args.sessions, warmup=args.warmup, rounds=args.rounds, image=args.image, mask=args.mask,
@@ -50,7 +36,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_bench_subcommand(sub: Any, register: Any) -> None:
+def add_parser(sub: Any) -> Any:
     p = sub.add_parser(
         "bench",
         help="per-click latency per stage vs the paper's CPU budgets (every runtime configuration)",
@@ -61,22 +47,23 @@ def add_bench_subcommand(sub: Any, register: Any) -> None:
         ),
     )
     p.add_argument("--model", required=True, type=Path, help="model directory written by `export`")
-    p.add_argument("--runs", type=_run_list, default=None,
+    p.add_argument("--runs", type=run_list, default=None,
                    help=f"comma list of {', '.join(RUN_IDS)} (default: all the model directory has)")
-    p.add_argument("--threads", type=_positive, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for every backend (default: all CPUs this process may use)")
-    p.add_argument("--clicks", type=_positive, default=20, help="clicks per session (default 20)")
-    p.add_argument("--sessions", type=_positive, default=3, help="timed sessions per run (default 3)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up clicks per run (default 3)")
-    p.add_argument("--rounds", type=_positive, default=1,
+    p.add_argument("--clicks", type=positive_int, default=20, help="clicks per session (default 20)")
+    p.add_argument("--sessions", type=positive_int, default=3, help="timed sessions per run (default 3)")
+    p.add_argument("--warmup", type=non_negative_int, default=3, help="untimed warm-up clicks per run (default 3)")
+    p.add_argument("--rounds", type=positive_int, default=1,
                    help="repeat all runs this many times, interleaved, and pool each run's clicks: spreads a "
                         "shared machine's drift over every run (default 1)")
     p.add_argument("--image", type=Path, help="image to click on (default: the bundled sample)")
     p.add_argument("--mask", type=Path, help="its ground-truth mask, nonzero = object (needed with --image)")
     p.add_argument("--vs-torch", action="store_true",
-                   help="also run our PyTorch FP32 eager models on the same clicks and report speed-ups")
+                   help=f"also run our PyTorch FP32 eager models ({TORCH_REFERENCE_RUN}) on the same clicks and "
+                        "report speed-ups")
     p.add_argument("--checkpoint", type=Path,
                    help="checkpoint for --vs-torch (default: the model card's source_checkpoint.path)")
     p.add_argument("--json", type=Path, help="write the full result as JSON")
     p.add_argument("--plot", type=Path, help="write stacked stage bars with the budget line as PNG")
-    register("bench")(_cmd_bench)
+    return _handle

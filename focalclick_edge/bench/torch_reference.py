@@ -1,7 +1,7 @@
 """The PyTorch reference for ``bench --vs-torch``: our FP32 eager models on the same per-click pipeline.
 
 ``torch_reference_session`` is the runtime ``Session`` with its two compiled graphs replaced by the very
-torch modules that were exported (``models.torch_session``), so the speed-up reported for a run measures
+torch modules that were exported (``export.torch_session``), so the speed-up reported for a run measures
 the inference engine and precision only: crops, RoIAlign, paste-back and merge are the same NumPy code in
 both. Needs the [export] extra (torch).
 """
@@ -25,15 +25,15 @@ def torch_reference_session(model_dir: str | Path, checkpoint: str | Path, threa
         import torch  # noqa: F401
     except ImportError:
         raise UserError("--vs-torch needs PyTorch: pip install 'focalclick-edge[export]'") from None
+    from ..export.torch_session import torch_session
     from ..models import CheckpointError, load_checkpoint
-    from ..models.torch_session import torch_session
 
     md = ModelDir.open(model_dir)
     try:
         model = load_checkpoint(checkpoint, md.variant)
     except CheckpointError as exc:
         raise UserError(f"--vs-torch: {exc}") from None
-    session = torch_session(model, threads, md.preprocessing)
+    session = torch_session(model, threads, md.preprocessing, md.pipeline)
     session.load_ms = (time.perf_counter() - t0) * 1e3
     return session
 

@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 
 def _proc_status_mb(key: str) -> float | None:
     """A ``VmXXX`` line of /proc/self/status in MiB, or None where /proc is unavailable."""
@@ -50,7 +48,7 @@ def _import_backend(backend: str) -> None:
 
 
 def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    from ..evaluation.clicker import Clicker
+    from ..evaluation.player import play_session
     from ..runtime.images import read_image, read_mask
     from ..runtime.session import STAGES, Session
 
@@ -67,27 +65,16 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         session = Session(spec["model_dir"], backend=backend, precision=precision, threads=threads)
 
-    clicks = spec.get("click_list")
+    clicks = spec.get("click_list")  # (x, y, positive) rows
     if clicks is None:
         # The generating run: the clicker session itself is the (untimed) warm-up.
-        session.set_image(image)
-        clicker = Clicker(gt)
-        pred = np.zeros(gt.shape, bool)
-        clicks = []
-        for _ in range(int(spec["clicks"])):
-            c = clicker.make_next_click(pred)
-            clicks.append([c.y, c.x, c.positive])
-            pred = session.add_click(c.x, c.y, c.positive).mask
+        clicks = [list(c) for c in play_session(session, gt, image=image, max_clicks=int(spec["clicks"])).clicks]
     else:
-        session.set_image(image)
-        for y, x, pos in clicks[: int(spec["warmup"])]:
-            session.add_click(x, y, pos)
+        play_session(session, image=image, clicks=clicks[: int(spec["warmup"])])
 
     samples: dict[str, list[float]] = {s: [] for s in STAGES}
     for _ in range(int(spec["sessions"])):
-        session.set_image(image)
-        for y, x, pos in clicks:
-            t = session.add_click(x, y, pos).timings
+        for t in play_session(session, image=image, clicks=clicks).timings:
             for s in STAGES:
                 samples[s].append(float(t[s]))
 

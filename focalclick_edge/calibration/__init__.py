@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from .dataset import MIN_RECORDS, CalibrationSet, open_calibration_set
-from .recorder import FeedRecorder, recording, swapped_graph
-from .sessions import CalibrationRecords, default_cache_dir, record_calibration, run_noc_session
+from .recorder import FeedRecorder, recording
+from .sessions import CalibrationRecords, record_calibration, run_noc_session
 
 __all__ = [
-    "MIN_RECORDS", "CalibrationRecords", "CalibrationSet", "FeedRecorder", "default_cache_dir",
-    "open_calibration_set", "record_calibration", "recording", "run_noc_session", "swapped_graph",
+    "MIN_RECORDS", "CalibrationRecords", "CalibrationSet", "FeedRecorder",
+    "open_calibration_set", "record_calibration", "recording", "run_noc_session",
 ]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from ..cache_dirs import cache_dir as default_cache_dir
 from ..errors import UserError
 from ..fileio import atomic_file
 from . import cache_limit
@@ -30,7 +30,7 @@ SCRATCH_CLICKS = 3
 INIT_MASK_CLICKS = 2
 ROLES = ("segmentor", "refiner")
 
-Click = tuple[int, int, bool]  # (y, x, positive)
+Click = tuple[int, int, bool]  # (x, y, positive)
 
 
 @dataclass
@@ -46,29 +46,12 @@ def run_noc_session(
     init_mask: np.ndarray | None = None,
     clicks: Sequence[Click] | None = None,
 ) -> SessionRun:
-    """One session on the image already set on ``session``: the official NoC clicker places each click
-    from the current mask (or ``clicks`` are replayed as given). ``init_mask`` starts from a mask."""
-    from ..evaluation.clicker import Clicker
+    """One session on the image already set on ``session`` (the session player, evaluation/player.py):
+    the NoC clicker places ``n_clicks`` clicks, or ``clicks`` are replayed. ``init_mask`` starts from a mask."""
+    from ..evaluation.player import play_session
 
-    if init_mask is not None:
-        session.set_mask(init_mask)
-        pred = np.asarray(init_mask, dtype=bool)
-    else:
-        session.reset()
-        pred = np.zeros(gt.shape, bool)
-    clicker = Clicker(gt)
-    out = SessionRun([], [])
-    for k in range(n_clicks if clicks is None else len(clicks)):
-        if clicks is None:
-            c = clicker.make_next_click(pred)
-            click = (c.y, c.x, c.positive)
-        else:
-            click = tuple(clicks[k])  # type: ignore[assignment]
-        res = session.add_click(click[1], click[0], click[2])
-        pred = res.mask
-        out.clicks.append(click)
-        out.masks.append(np.array(pred, dtype=bool, copy=True))
-    return out
+    played = play_session(session, gt, init_mask=init_mask, clicks=clicks, max_clicks=n_clicks, keep_masks=True)
+    return SessionRun(played.clicks, played.masks)
 
 
 @dataclass
@@ -134,14 +117,6 @@ def _is_binary(a: np.ndarray) -> bool:
     return bool(np.all((a == 0) | (a == 1)))
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("FOCALCLICK_EDGE_CACHE")
-    if env:
-        return Path(env).expanduser() / "calibration"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "focalclick-edge" / "calibration"
-
-
 def cache_key(model_sha256: dict[str, str], cal_set: CalibrationSet) -> str:
     """Same FP32 graphs + same images + same size + same seed + same recipe → same records."""
     blob = json.dumps({
@@ -172,7 +147,7 @@ def record_calibration(
     from ..evaluation.initial_masks import make_initial_mask
     from ..runtime.session import Session
 
-    cache_dir = default_cache_dir() if cache_dir is None else Path(cache_dir)
+    cache_dir = default_cache_dir("calibration") if cache_dir is None else Path(cache_dir)
     key = cache_key(model_sha256, cal_set)
     cache_file = cache_dir / f"calib-{key[:32]}.npz"
     if cache_file.is_file():

@@ -6,62 +6,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..cli_args import DeprecatedAlias, check_writable, name_path, positive_int
 from ..errors import UserError
+from ..runtime.runs import RUN_IDS
 
-EPILOG = """\
-runs: ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8 (default: every run the model directory has).
+EPILOG = f"""\
+runs: {", ".join(RUN_IDS)} (default: every run the model directory has).
 Sessions run until IoU >= --stop-iou (0.95) or --max-clicks, so NoC85/90/95 come from one pass; the
 official scripts stop at 0.90, which gives the same NoC85/NoC90 but a different mIoU@k curve.
-With --max-drop X the exit status is 1 when an INT8 run's NoC90 exceeds that of the FP32 run of the
-same backend (ort-int8 vs ort-fp32, ov-int8 vs ov-fp32) by more than X clicks.
+With --max-noc-drop X the exit status is 1 when an INT8 run's NoC90 exceeds that of the FP32 run of the
+same backend (ort-int8 vs ort-fp32, ov-int8 vs ov-fp32) by more than X clicks (--max-drop: the old name).
 """
-
-
-def parse_dataset_spec(spec: str) -> tuple[str, Path]:
-    """``NAME=PATH`` -> (name, path); the name picks the layout (GrabCut, Berkeley, DAVIS, ...)."""
-    name, sep, path = spec.partition("=")
-    name, path = name.strip(), path.strip()
-    if not sep or not name or not path:
-        raise UserError(f"--dataset {spec!r} must be NAME=PATH, e.g. --dataset GrabCut=data/GrabCut")
-    return name, Path(path).expanduser()
-
-
-def _positive(flag: str, value: int | float | None, minimum: float = 1) -> None:
-    if value is not None and value < minimum:
-        raise UserError(f"{flag} must be >= {minimum:g}, got {value:g}")
 
 
 def _resolve_runs(text: str | None, model_dir: str) -> list[str]:
     from ..runtime.model_dir import ModelDir
-    from .runner import available_runs, run_backend
+    from ..runtime.runs import parse_run_list, select_available
 
-    ModelDir.open(model_dir)  # a one-line error for a missing / broken directory before anything else
-    have = available_runs(model_dir)
-    if text is None:
-        if not have:
-            raise UserError(f"{model_dir} lists no graph files for any run; re-export it")
-        return have
-    runs: list[str] = []
-    for part in text.split(","):
-        run = part.strip()
-        if not run or run in runs:
-            continue
-        run_backend(run)  # unknown id -> one-line error listing the valid ones
-        if run not in have:
-            raise UserError(f"{model_dir} has no {run} model (it has: {', '.join(have) or 'nothing'}); "
-                            "re-export with the matching options (e.g. --int8) or drop it from --runs")
-        runs.append(run)
-    if not runs:
-        raise UserError("--runs is empty; pass e.g. --runs ort-fp32,ov-fp32")
-    return runs
+    md = ModelDir.open(model_dir)  # a one-line error for a missing / broken directory before anything else
+    requested = None if text is None else parse_run_list(text)
+    return select_available(requested, md.runs(), str(model_dir))
 
 
-def _open_datasets(specs: list[str]) -> list[tuple[str, Any]]:
+def _open_datasets(specs: list[tuple[str, Path]]) -> list[tuple[str, Any]]:
+    """``--dataset NAME=PATH`` values (the name picks the layout: GrabCut, Berkeley, DAVIS, ...)."""
     from .datasets import load_dataset
 
     out: list[tuple[str, Any]] = []
-    for spec in specs:
-        name, path = parse_dataset_spec(spec)
+    for name, path in specs:
         if any(name == n for n, _ in out):
             raise UserError(f"--dataset {name} is given twice; give each dataset a distinct NAME")
         try:
@@ -72,7 +44,7 @@ def _open_datasets(specs: list[str]) -> list[tuple[str, Any]]:
     return out
 
 
-def _cmd_eval(args: argparse.Namespace) -> int:
+def _handle(args: argparse.Namespace) -> int:
     from .report import (
         build_report,
         check_gate_runs,
@@ -88,19 +60,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     # Every check that can fail runs before the evaluation, which can take a long time.
     if not args.dataset:
         raise UserError("pass at least one --dataset NAME=PATH")
-    for spec in args.dataset:  # the spelling first; the folders are opened once the flags are known good
-        parse_dataset_spec(spec)
-    _positive("--max-clicks", args.max_clicks)
-    _positive("--limit", args.limit)
-    _positive("--workers", args.workers)
-    _positive("--threads", args.threads)
-    _positive("--max-drop", args.max_drop, 0)
+    if args.max_noc_drop is not None and args.max_noc_drop < 0:
+        raise UserError(f"--max-noc-drop is a number of NoC90 clicks, >= 0; got {args.max_noc_drop:g}")
+    check_writable(args.json, "--json")
+    check_writable(args.plot, "--plot")
     if not 0 < args.stop_iou <= 1.01:
         raise UserError(f"--stop-iou must be in (0, 1.01], got {args.stop_iou:g} (1.01: always run every click)")
     if not args.from_init_mask and (args.init_mask_seed is not None or args.cache_dir is not None):
         raise UserError("--init-mask-seed and --cache-dir only apply with --from-init-mask")
     runs = _resolve_runs(args.runs, args.model)
-    if args.max_drop is not None:
+    if args.max_noc_drop is not None:
         check_gate_runs(runs)
     if args.plot:
         require_matplotlib()
@@ -122,21 +91,22 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.plot:
         write_plot(args.plot, res, summaries)
         print(f"wrote {args.plot}")
-    if args.max_drop is not None:
-        failures = max_drop_failures(summaries, args.max_drop)
+    if args.max_noc_drop is not None:
+        failures = max_drop_failures(summaries, args.max_noc_drop)
         if failures:
             for line in failures:
-                print(f"focalclick-edge eval: max-drop FAILED: {line}", file=sys.stderr)
+                print(f"focalclick-edge eval: max-noc-drop FAILED: {line}", file=sys.stderr)
             return 1
-        print(f"max-drop {args.max_drop:g}: every INT8 run is within {args.max_drop:g} NoC90 clicks of its FP32 run")
+        print(f"max-noc-drop {args.max_noc_drop:g}: every INT8 run is within {args.max_noc_drop:g} NoC90 clicks "
+              "of its FP32 run")
     return 0
 
 
-def add_eval_subcommand(sub: Any, register: Any) -> None:
+def add_parser(sub: Any) -> Any:
     p = sub.add_parser("eval", help="NoC/NoF/mIoU@k and per-click latency of exported runs on benchmark datasets",
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, metavar="DIR", help="model directory written by `export`")
-    p.add_argument("--dataset", action="append", metavar="NAME=PATH",
+    p.add_argument("--dataset", action="append", type=name_path, metavar="NAME=PATH",
                    help="dataset folder; NAME picks the layout (GrabCut, Berkeley, DAVIS, COCO_MVal, SBD, or any "
                         "name for images/+masks/); repeat for several")
     p.add_argument("--runs", metavar="IDS", help="comma-separated run ids (default: every run the model directory has)")
@@ -146,20 +116,23 @@ def add_eval_subcommand(sub: Any, register: Any) -> None:
     p.add_argument("--init-mask-seed", type=int, default=None, metavar="S",
                    help="seed of the initial masks (default 0)")
     p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
-                   help="initial-mask cache (default: $XDG_CACHE_HOME or ~/.cache, then focalclick-edge/init_masks)")
-    p.add_argument("--max-clicks", type=int, default=20, metavar="N", help="clicks per session (default 20)")
+                   help="initial-mask cache (default: $FOCALCLICK_EDGE_CACHE/init_masks, else $XDG_CACHE_HOME or "
+                        "~/.cache, then focalclick-edge/init_masks)")
+    p.add_argument("--max-clicks", type=positive_int, default=20, metavar="N", help="clicks per session (default 20)")
     p.add_argument("--stop-iou", type=float, default=0.95, metavar="IOU",
                    help="stop a session at this IoU (default 0.95 so NoC95 is measured; official: 0.90)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N samples of each dataset")
-    p.add_argument("--workers", type=int, default=1, metavar="K",
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="only the first N samples of each dataset")
+    p.add_argument("--workers", type=positive_int, default=1, metavar="K",
                    help="parallel processes (results do not depend on it)")
-    p.add_argument("--threads", type=int, default=None, metavar="T",
+    p.add_argument("--threads", type=positive_int, default=None, metavar="T",
                    help="threads per session (default: backend default with 1 worker, else cores / workers)")
     p.add_argument("--json", metavar="OUT.json",
                    help="write the full report (summaries, per-sample IoU curves, settings) here")
     p.add_argument("--plot", metavar="OUT.png",
                    help="write a PNG of mIoU vs clicks, one line per run (needs matplotlib)")
-    p.add_argument("--max-drop", type=float, default=None, metavar="CLICKS",
-                   help="exit 1 when an INT8 run's NoC90 exceeds its FP32 run's by more than this")
+    p.add_argument("--max-noc-drop", type=float, default=None, metavar="CLICKS",
+                   help="exit 1 when an INT8 run's NoC90 exceeds its FP32 run's by more than this many clicks")
+    p.add_argument("--max-drop", dest="max_noc_drop", type=float, action=DeprecatedAlias, new="--max-noc-drop")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    register("eval")(_cmd_eval)
+    return _handle

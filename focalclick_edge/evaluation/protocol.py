@@ -23,8 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .clicker import Clicker
-from .metrics import iou
+from .player import play_session
 
 DEFAULT_STOP_IOU = 0.95
 
@@ -53,31 +52,10 @@ def evaluate_sample(
     init_mask: np.ndarray | None = None,
 ) -> SampleResult:
     """Run one simulated annotation session of ``image`` / ``gt`` (int8 1/0/-1, or bool) on ``session``
-    (a ``runtime.Session`` or anything with ``set_image``/``set_mask``/``add_click``)."""
-    if max_clicks < 1:
-        raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
-    gt = np.asarray(gt)
-    session.set_image(image)
-    out = SampleResult()
-    if init_mask is not None:
-        pred = np.asarray(init_mask, dtype=bool)
-        session.set_mask(pred)
-        out.init_iou = float(iou(gt, pred))
-    else:
-        pred = np.zeros(gt.shape[:2], dtype=bool)
-    clicker = Clicker(gt)
-    stop = np.float32(stop_iou)
-    for _ in range(max_clicks):
-        click = clicker.make_next_click(pred)
-        result = session.add_click(click.x, click.y, click.positive)
-        pred = np.asarray(result.mask, dtype=bool)
-        value = float(iou(gt, pred))
-        out.ious.append(value)
-        out.clicks.append((click.x, click.y, click.positive))
-        out.timings.append(dict(result.timings))
-        if np.float32(value) >= stop:
-            break
-    return out
+    (a ``runtime.Session`` or anything with ``set_image``/``set_mask``/``add_click``): the session player
+    with the NoC clicker and the stop IoU."""
+    played = play_session(session, gt, image=image, init_mask=init_mask, max_clicks=max_clicks, stop_iou=stop_iou)
+    return SampleResult(ious=played.ious, clicks=played.clicks, timings=played.timings, init_iou=played.init_iou)
 
 
 __all__ = ["DEFAULT_STOP_IOU", "SampleResult", "evaluate_sample"]

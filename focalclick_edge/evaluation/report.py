@@ -1,5 +1,5 @@
 """Turning ``EvalResults`` into numbers people read: the summary table, the JSON report, the mIoU plot,
-and the INT8-vs-FP32 ``--max-drop`` gate."""
+and the INT8-vs-FP32 ``--max-noc-drop`` gate."""
 from __future__ import annotations
 
 import os
@@ -13,13 +13,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..fileio import atomic_file, write_json_atomic
+from ..runtime.runs import gated_pairs, get_run
 from .metrics import summarize
-from .runner import EvalResults, run_backend
+from .runner import EvalResults
 
 THRESHOLDS = (0.85, 0.90, 0.95)
 MIOU_AT = 5  # the table's mIoU@k column
-# INT8 run -> the FP32 run of the same backend it is gated against.
-INT8_BASELINES = {"ort-int8": "ort-fp32", "ov-int8": "ov-fp32"}
 # NoC means are sums of integers / n; without a little slack 6.2 - 6.1 would count as a 0.1000...05 drop.
 _GATE_EPS = 1e-9
 
@@ -52,8 +51,8 @@ def summarize_results(res: EvalResults) -> dict[str, dict[str, Any]]:
                     summary[f"nof{_thr_key(thr)}"] = None
             latencies = [v for r in samples for v in r.latency_ms]
             stages = list(dict.fromkeys(k for r in samples for t in r.timings for k in t))  # Session's order
-            backend, precision = run_backend(run)
-            entry: dict[str, Any] = {"dataset": ds, "run": run, "backend": backend, "precision": precision}
+            spec = get_run(run)
+            entry: dict[str, Any] = {"dataset": ds, "run": run, "backend": spec.backend, "precision": spec.precision}
             entry.update(summary)
             entry.update({
                 "n_clicks": len(latencies),
@@ -214,20 +213,17 @@ def write_plot(path: str | Path, res: EvalResults, summaries: dict[str, dict[str
 
 # -------------------------------------------------------------------------------------------------- gate
 def check_gate_runs(runs: Sequence[str]) -> list[tuple[str, str]]:
-    """The (int8, fp32) pairs ``--max-drop`` compares; a one-line error when it cannot compare anything
+    """The (int8, fp32) pairs ``--max-noc-drop`` compares; a one-line error when it cannot compare anything
     or an INT8 run lacks its FP32 baseline (checked before evaluating, not after)."""
     pairs = []
-    for run in runs:
-        base = INT8_BASELINES.get(run)
-        if base is None:
-            continue
+    for run, base in gated_pairs(runs):
         if base not in runs:
-            raise UserError(f"--max-drop compares {run} with {base}, but {base} is not in --runs "
+            raise UserError(f"--max-noc-drop compares {run} with {base}, but {base} is not in --runs "
                             f"({','.join(runs)}); add it")
         pairs.append((run, base))
     if not pairs:
-        raise UserError(f"--max-drop needs an INT8 run (ort-int8 or ov-int8) in --runs ({','.join(runs)}); "
-                        "export with --int8 or drop --max-drop")
+        raise UserError(f"--max-noc-drop needs an INT8 run (ort-int8 or ov-int8) in --runs ({','.join(runs)}); "
+                        "export with --int8 or drop --max-noc-drop")
     return pairs
 
 
@@ -236,21 +232,22 @@ def max_drop_failures(summaries: dict[str, dict[str, Any]], max_drop: float) -> 
     by more than ``max_drop`` clicks."""
     by_ds_run = {(e["dataset"], e["run"]): (key, e) for key, e in summaries.items()}
     failures = []
+    baselines = dict(gated_pairs(run for _, run in by_ds_run))
     for (ds, run), (key, e) in by_ds_run.items():
-        base = INT8_BASELINES.get(run)
+        base = baselines.get(run)
         if base is None:
             continue
         if (ds, base) not in by_ds_run:
-            raise UserError(f"--max-drop compares {run} with {base}, but there is no {base} result for {ds}")
+            raise UserError(f"--max-noc-drop compares {run} with {base}, but there is no {base} result for {ds}")
         base_key, b = by_ds_run[(ds, base)]
         if e["noc90"] is None or b["noc90"] is None:
-            raise UserError("--max-drop compares NoC90, which needs a stop IoU of at least 0.90")
+            raise UserError("--max-noc-drop compares NoC90, which needs a stop IoU of at least 0.90")
         drop = e["noc90"] - b["noc90"]
         if drop > max_drop + _GATE_EPS:
             failures.append(f"{key}: NoC90 {e['noc90']:.2f} vs {base_key} {b['noc90']:.2f} "
-                            f"(+{drop:.2f} clicks > --max-drop {max_drop:g})")
+                            f"(+{drop:.2f} clicks > --max-noc-drop {max_drop:g})")
     return failures
 
 
-__all__ = ["INT8_BASELINES", "THRESHOLDS", "build_report", "check_gate_runs", "format_table", "max_drop_failures",
+__all__ = ["THRESHOLDS", "build_report", "check_gate_runs", "format_table", "max_drop_failures",
            "require_matplotlib", "run_key", "summarize_results", "write_plot", "write_report_json"]

@@ -26,32 +26,26 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ..cache_dirs import cache_dir
 from ..errors import UserError
+from ..runtime.model_dir import ModelDir
+from ..runtime.runs import RUN_IDS, get_run
 from .datasets import SegmentationDataset
 from .initial_masks import InitialMaskCache
 from .protocol import DEFAULT_STOP_IOU, SampleResult, evaluate_sample
 
-# Every run id the CLI knows, in table order; parse_run_id (cli_commands) maps them to backend/precision.
-RUN_IDS = ("ort-fp32", "ort-int8", "ov-fp32", "ov-fp16", "ov-int8")
+INIT_MASK_CACHE = "init_masks"  # the cache_dirs kind of the initial masks
 
 
 def run_backend(run_id: str) -> tuple[str, str]:
-    from ..cli_commands import parse_run_id
-
-    return parse_run_id(run_id)
+    """(backend, precision) of a run id (runtime/runs.py)."""
+    spec = get_run(run_id)
+    return spec.backend, spec.precision
 
 
 def available_runs(model_dir: str | Path) -> list[str]:
-    """The run ids whose graph files the model directory's card lists, in ``RUN_IDS`` order."""
-    from ..runtime.model_dir import ModelDir
-
-    have = set(ModelDir.open(model_dir).available())
-    return [r for r in RUN_IDS if run_backend(r) in have]
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "focalclick-edge" / "init_masks"
+    """The run ids whose graph files the model directory's card lists, in run-table order."""
+    return ModelDir.open(model_dir).runs()
 
 
 def default_threads(workers: int) -> int | None:
@@ -70,7 +64,7 @@ class EvalSettings:
     stop_iou: float = DEFAULT_STOP_IOU
     from_init_mask: bool = False
     init_mask_seed: int = 0
-    cache_dir: str | None = None  # None: default_cache_dir()
+    cache_dir: str | None = None  # None: cache_dirs.cache_dir(INIT_MASK_CACHE)
     threads: int | None = None  # per Session; None: default_threads(workers)
     workers: int = 1
     limit: int | None = None  # first N samples of each dataset
@@ -98,11 +92,12 @@ def _build_state(settings: EvalSettings, datasets: list[tuple[str, SegmentationD
 
     sessions = {}
     for run in settings.runs:
-        backend, precision = run_backend(run)
-        sessions[run] = Session(settings.model_dir, backend=backend, precision=precision, threads=threads)
+        spec = get_run(run)
+        sessions[run] = Session(settings.model_dir, backend=spec.backend, precision=spec.precision, threads=threads,
+                                refiner_precision=spec.refiner_precision)
     cache = None
     if settings.from_init_mask:
-        cache = InitialMaskCache(settings.cache_dir or default_cache_dir())
+        cache = InitialMaskCache(settings.cache_dir or cache_dir(INIT_MASK_CACHE))
     _STATE.update(settings=settings, datasets=datasets, sessions=sessions, cache=cache)
 
 
@@ -163,7 +158,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
     t0 = time.perf_counter()
     if settings.from_init_mask and settings.cache_dir is None:
         # Resolved once here so that every worker (and the report) names the same folder.
-        settings = replace(settings, cache_dir=str(default_cache_dir()))
+        settings = replace(settings, cache_dir=str(cache_dir(INIT_MASK_CACHE)))
     datasets = list(datasets)
     counts = [len(ds) if settings.limit is None else min(settings.limit, len(ds)) for _, ds in datasets]
     tasks = [(d, i) for d, n in enumerate(counts) for i in range(n)]
@@ -213,5 +208,5 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
     )
 
 
-__all__ = ["EvalResults", "EvalSettings", "RUN_IDS", "available_runs", "default_cache_dir", "default_threads",
+__all__ = ["EvalResults", "EvalSettings", "RUN_IDS", "available_runs", "default_threads",
            "evaluate", "run_backend"]

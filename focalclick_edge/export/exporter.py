@@ -9,6 +9,7 @@ from typing import Any
 from ..assets import default_checkpoint
 from ..errors import UserError
 from ..fileio import atomic_directory, sha256_file, write_json_atomic
+from ..runtime.runs import EXPORTED_FLOAT, ROLES, get_run, graph_relpath, runs_in
 from ..variants import get_variant
 from .model_card import CARD_NAME, base_card, file_entry
 
@@ -55,13 +56,13 @@ def export_variant(
     to disk."""
     from ..models import CheckpointError, load_checkpoint
     from .onnx_export import export_onnx
-    from .openvino_export import check_openvino_ir, export_openvino_ir, ir_relpath
+    from .openvino_export import check_openvino_ir, export_openvino_ir
     from .verify_inputs import real_verify_inputs
 
     if max_drop is not None and not int8:
-        raise UserError("--max-drop only applies to INT8 export; add --int8")
+        raise UserError("--max-iou-drop only applies to INT8 export; add --int8")
     if max_drop is not None and not 0.0 < max_drop < 1.0:
-        raise UserError(f"--max-drop is an absolute drop of mean IoU vs FP32, between 0 and 1 "
+        raise UserError(f"--max-iou-drop is an absolute drop of mean IoU vs FP32, between 0 and 1 "
                         f"(got {max_drop})")
     if not int8 and (calib_data is not None or calib_size is not None):
         log("note: calibration options only apply with --int8; exporting FP32 / FP16 only")
@@ -102,20 +103,22 @@ def export_variant(
             "onnx_vs_torch_max_abs_diff": report["max_abs_diff"],
             "onnx_vs_torch_tolerance": report["tolerance"],
         }
-        for role in ("segmentor", "refiner"):
-            card["files"].append(file_entry(tmp, f"{role}.fp32.onnx", role, "onnxruntime", "fp32"))
-            per_file_s[f"{role}.fp32.onnx"] = round(timings["onnx_export_s"] / 2, 2)
+        for role in ROLES:
+            rel = graph_relpath(role, "onnxruntime", "fp32")
+            card["files"].append(file_entry(tmp, rel, role, "onnxruntime", "fp32"))
+            per_file_s[rel] = round(timings["onnx_export_s"] / 2, 2)
 
         t0 = time.perf_counter()
         ov_diffs = {}
-        for role in ("segmentor", "refiner"):
+        ov_precisions = [p for b, p in EXPORTED_FLOAT if b == "openvino"]
+        for role in ROLES:
             t1 = time.perf_counter()
-            export_openvino_ir(tmp / f"{role}.fp32.onnx", tmp, role)
-            ov_diffs[role] = check_openvino_ir(tmp, role, [verify[role]])
-            for precision in ("fp32", "fp16"):
-                rel = ir_relpath(role, precision)
+            export_openvino_ir(tmp / graph_relpath(role, "onnxruntime", "fp32"), tmp, role, ov_precisions)
+            ov_diffs[role] = check_openvino_ir(tmp, role, [verify[role]], ov_precisions)
+            for precision in ov_precisions:
+                rel = graph_relpath(role, "openvino", precision)
                 card["files"].append(file_entry(tmp, rel, role, "openvino", precision))
-                per_file_s[rel] = round((time.perf_counter() - t1) / 2, 2)
+                per_file_s[rel] = round((time.perf_counter() - t1) / len(ov_precisions), 2)
         timings["openvino_ir_s"] = round(time.perf_counter() - t0, 2)
         card["openvino"] = {
             "ir": "openvino.Core.read_model(ONNX) + openvino.save_model (no ovc / convert_model)",
@@ -147,10 +150,9 @@ def _size(n: int) -> str:
 
 def next_commands(out_dir: Path, card: dict[str, Any]) -> list[str]:
     """What to run next with the exported directory (the CLI's segment / eval / bench commands)."""
-    combos = sorted({(f["backend"], f["precision"]) for f in card["files"]})
-    best = ("openvino", "int8") if ("openvino", "int8") in combos else ("openvino", "fp32")
-    backend, precision = best
-    runs = [f"{'ort' if b == 'onnxruntime' else 'ov'}-{p}" for b, p in combos]
+    runs = runs_in((f["backend"], f["precision"]) for f in card["files"])
+    best = get_run("ov-int8" if "ov-int8" in runs else "ov-fp32")
+    backend, precision = best.backend, best.precision
     return [
         f"focalclick-edge segment IMAGE.jpg --model {out_dir} --click X,Y,+ --out mask.png "
         f"--backend {backend} --precision {precision}",

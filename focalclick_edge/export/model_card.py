@@ -9,11 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from ..fileio import sha256_file
+from ..runtime.model_dir import CARD_NAME
+from ..runtime.pipeline_config import OFFICIAL_PIPELINE
 from ..variants import Variant
 from .graphs import input_shapes, output_shapes
 
-CARD_NAME = "model_card.json"
 CARD_VERSION = 1
+__all__ = ["CARD_NAME", "CARD_VERSION", "base_card", "file_entry", "tool_versions"]
 
 
 def tool_versions() -> dict[str, str]:
@@ -67,12 +69,8 @@ def base_card(variant: Variant, checkpoint: Path, checkpoint_sha256: str) -> dic
                              "coarse_logits at 1/4 of it, upsampled to net_input_size by the runtime"),
             **variant.runtime_sizes(),
         },
-        "pipeline": {
-            "target_crop": {"expansion": 1.4, "min_crop_size": 10, "skip_clicks": 1, "prob_thresh": 0.49},
-            "focus_crop": {"ratio": 1.4, "coarse_logit_thresh": 0.49, "prev_prob_thresh": 0.49},
-            "mask_thresh": 0.5,
-            "keep_prev_outside_focus_after_clicks": 10,
-        },
+        # Read back by runtime.Session (PipelineConfig.from_card): the card is what the runtime does.
+        "pipeline": OFFICIAL_PIPELINE.to_card(),
         "files": [],
         "tools": tool_versions(),
     }

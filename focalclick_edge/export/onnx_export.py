@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from ..runtime.runs import graph_relpath
 from ..variants import Variant
 from .graphs import (
     REFINER_INPUTS,
@@ -66,7 +67,7 @@ def export_onnx(model: Any, variant: Variant, out_dir: Path, verify_inputs: dict
     ):
         feeds = verify_inputs[name]
         args = tuple(torch.from_numpy(feeds[k]) for k in ins)
-        path = out_dir / f"{name}.fp32.onnx"
+        path = out_dir / graph_relpath(name, "onnxruntime", "fp32")
         with torch.no_grad():
             _export(graph, args, path, ins, outs)
             expected = reference(*args)

@@ -13,17 +13,12 @@ import numpy as np
 
 from ..errors import UserError
 from ..privacy import disable_telemetry
+from ..runtime.runs import graph_relpath
 
-OV_DIR = "openvino"
 # |OpenVINO - ONNX Runtime| <= abs + rel * max|ONNX Runtime output|. FP32 IR must match to float
 # rounding; FP16-compressed weights are decompressed to f32 at load (the runtime pins
 # INFERENCE_PRECISION_HINT=f32), so only the weight rounding (~1e-3 relative) shows up.
 TOLERANCE = {"fp32": (1e-3, 1e-5), "fp16": (1e-2, 1e-2)}
-
-
-def ir_relpath(role: str, precision: str) -> str:
-    """Path of an IR .xml inside a model directory, e.g. ``openvino/segmentor.fp16.xml``."""
-    return f"{OV_DIR}/{role}.{precision}.xml"
 
 
 def save_ir(model: Any, xml_path: Path, compress_to_fp16: bool) -> None:
@@ -42,13 +37,14 @@ def read_onnx(onnx_path: Path) -> Any:
     return ov.Core().read_model(str(onnx_path))
 
 
-def export_openvino_ir(onnx_path: Path, out_dir: Path, role: str) -> dict[str, str]:
+def export_openvino_ir(onnx_path: Path, out_dir: Path, role: str,
+                       precisions: Iterable[str] = ("fp32", "fp16")) -> dict[str, str]:
     """FP32 and FP16-compressed IR of one graph; returns {precision: relative xml path}."""
     written = {}
-    for precision, compress in (("fp32", False), ("fp16", True)):
+    for precision in precisions:
         # read_model once per precision: save_model(compress_to_fp16=True) rewrites constants in place.
-        rel = ir_relpath(role, precision)
-        save_ir(read_onnx(onnx_path), out_dir / rel, compress)
+        rel = graph_relpath(role, "openvino", precision)
+        save_ir(read_onnx(onnx_path), out_dir / rel, compress_to_fp16=precision == "fp16")
         written[precision] = rel
     return written
 
@@ -88,13 +84,13 @@ def check_openvino_ir(
     out_dir: Path,
     role: str,
     feeds: list[dict[str, np.ndarray]],
-    precisions: tuple[str, ...] = ("fp32", "fp16"),
+    precisions: Iterable[str] = ("fp32", "fp16"),
 ) -> dict[str, dict[str, float]]:
     """Compare each IR precision of ``role`` with ``<role>.fp32.onnx``; raise when FP32 is off."""
-    onnx_path = out_dir / f"{role}.fp32.onnx"
+    onnx_path = out_dir / graph_relpath(role, "onnxruntime", "fp32")
     report = {}
     for precision in precisions:
-        ir_path = out_dir / ir_relpath(role, precision)
+        ir_path = out_dir / graph_relpath(role, "openvino", precision)
         diffs, scale = max_abs_diff_vs_onnx(onnx_path, ir_path, feeds, precision)
         report[precision] = diffs
         atol, rtol = TOLERANCE[precision]

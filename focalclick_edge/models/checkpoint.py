@@ -119,7 +119,7 @@ def load_checkpoint(path: str | Path, variant: str | Variant | None = None):
 
     The variant is taken from the stored config when ``variant`` is None. Unlike the official loader
     (``strict=False``, mismatches silently ignored), every key and shape must match."""
-    from . import build_model
+    from .build import build_model
 
     state, config = read_checkpoint(path)
     v = resolve_variant(path, config, variant)

@@ -1,4 +1,4 @@
-"""Accuracy-controlled INT8 (``--max-drop``): give back int8 layers until the sessions follow FP32.
+"""Accuracy-controlled INT8 (``export --max-iou-drop``): give back int8 layers until the sessions follow FP32.
 
 Metric: mean IoU, over every click of a few validation sessions, between the INT8 session's final
 mask and the FP32 session's mask after the same click, each click starting from the FP32 session's
@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from ..export.model_card import file_entry
-from ..export.openvino_export import ir_relpath
+from ..runtime.runs import BACKENDS, ROLES, graph_relpath
 from ..variants import Variant
 from .sensitivity import ort_sensitivity, ov_sensitivity
 
@@ -41,8 +41,6 @@ VAL_IMAGES = 3
 MAX_ROUNDS = 4
 SENSITIVITY_INPUTS = 8
 DEFAULT_BUDGET_S = 300.0
-ROLES = ("segmentor", "refiner")
-BACKENDS = ("openvino", "onnxruntime")
 Log = Callable[[str], None]
 
 
@@ -115,10 +113,8 @@ def accuracy_control(
 
 
 def _int8_files(backend: str, role: str) -> list[str]:
-    if backend == "onnxruntime":
-        return [f"{role}.int8.onnx"]
-    rel = ir_relpath(role, "int8")
-    return [rel, rel[: -len(".xml")] + ".bin"]
+    rel = graph_relpath(role, backend, "int8")
+    return [rel, rel[: -len(".xml")] + ".bin"] if rel.endswith(".xml") else [rel]
 
 
 def _greedy(
@@ -129,9 +125,8 @@ def _greedy(
     import copy
     import shutil
 
-    from .onnx_int8 import quantize_onnx
+    from .onnx_int8 import ORT_OP_TYPES, quantize_onnx
     from .openvino_int8 import quantize_openvino
-    from .pipeline import ORT_OP_TYPES
 
     quant = card["quantization"][backend]
     scope_key = "kept_float" if backend == "onnxruntime" else "ignored_scope"
@@ -169,14 +164,15 @@ def _greedy(
                 if extra == done[role]:
                     continue  # this graph's float set did not change: keep its file
                 t0 = time.perf_counter()
+                fp32 = tmp / graph_relpath(role, "onnxruntime", "fp32")
                 keep = sorted(set(base_float[role]) | set(extra))
                 rel = _int8_files(backend, role)[0]
                 if backend == "onnxruntime":
-                    recipe = quantize_onnx(tmp / f"{role}.fp32.onnx", tmp / rel, recs.feed_list(role),
+                    recipe = quantize_onnx(fp32, tmp / rel, recs.feed_list(role),
                                            reduce_range, keep_float=keep, op_types=ORT_OP_TYPES,
                                            progress=progress)
                 else:
-                    recipe = quantize_openvino(tmp / f"{role}.fp32.onnx", tmp / rel, recs.feed_list(role),
+                    recipe = quantize_openvino(fp32, tmp / rel, recs.feed_list(role),
                                                variant.family, role, keep_float=keep, progress=progress)
                 quant[role][scope_key] = recipe["kept_float" if backend == "onnxruntime" else "ignored_scope"]
                 done[role] = extra

@@ -128,17 +128,15 @@ def stepwise_agreement(reference: Any, session: Any, refs: list[ReferenceSession
     """Each click of each reference session, given the FP32 session's exact history: before every click
     ``session`` gets a copy of ``reference``'s state (previous mask, Zoom-In box, merge mask), so the IoU
     measures what the numbers change in one step, without the feedback of a diverged history."""
-    import copy
-
     ious: list[float] = []
     for ref in refs:
         for s in (reference, session):
             s.set_image(ref.image)
             if ref.init_mask is not None:
                 s.set_mask(ref.init_mask)
-        for y, x, positive in ref.run.clicks:
-            # _state is the session's whole per-image history (see runtime/session.py).
-            session._state = copy.deepcopy(reference._state)
+        for x, y, positive in ref.run.clicks:
+            # Snapshots hold references only; no click state is ever modified in place, so sharing is safe.
+            session.restore(reference.snapshot())
             a = reference.add_click(x, y, positive).mask
             b = session.add_click(x, y, positive).mask
             ious.append(mask_iou(a, b))

@@ -30,6 +30,9 @@ from typing import Any
 
 import numpy as np
 
+# The op types ONNX Runtime quantizes (pipeline.WHY["onnxruntime_op_types"] says why only these).
+ORT_OP_TYPES = ("Conv", "MatMul", "Gemm")
+
 
 def _reader(feeds: list[dict[str, np.ndarray]], progress: bool, desc: str) -> Any:
     from onnxruntime.quantization import CalibrationDataReader

@@ -15,14 +15,11 @@ import numpy as np
 
 from ..calibration.dataset import CalibrationSet
 from ..export.model_card import file_entry
-from ..export.openvino_export import ir_relpath
 from ..fileio import sha256_file
+from ..runtime.runs import BACKENDS, ROLES, RUNS, graph_relpath
 from ..variants import Variant
 
 Log = Callable[[str], None]
-ROLES = ("segmentor", "refiner")
-BACKENDS = ("onnxruntime", "openvino")
-ORT_OP_TYPES = ("Conv", "MatMul", "Gemm")
 VERIFY_RECORDS = 8  # recorded calls per graph added to the OpenVINO-vs-ONNX check
 TAIL_RECORDS = 32  # calibration calls the Refiner's float-tail decision is measured on
 SENSITIVITY_RECORDS = 8  # calibration calls the per-layer SQNR is measured on
@@ -99,14 +96,14 @@ def run_int8_stage(
     from ..export.openvino_export import check_openvino_ir
     from . import agreement as ag
     from .cpu import int8_capabilities
-    from .onnx_int8 import quantize_onnx
+    from .onnx_int8 import ORT_OP_TYPES, quantize_onnx
     from .openvino_int8 import quantize_openvino
     from .sensitivity import SQNR_FLOOR_DB, ort_input_producers, ort_sensitivity, ov_sensitivity
 
     # 1. Calibration: real per-click inputs from simulated sessions on the FP32 ONNX graphs.
     t0 = time.perf_counter()
     seed = cal_set.seed
-    shas = {r: sha256_file(tmp / f"{r}.fp32.onnx") for r in ROLES}
+    shas = {r: sha256_file(tmp / _fp32_onnx(r)) for r in ROLES}
     cache = None if cache_dir is None else Path(cache_dir)
     recs = record_calibration(tmp, cal_set, shas, cache, progress, log)
     card["calibration"] = {**cal_set.card(), **{k: v for k, v in recs.meta.items() if k != "key"},
@@ -146,27 +143,27 @@ def run_int8_stage(
     for backend, role in bar:
         bar.set_postfix(graph=f"{backend}/{role}")
         feeds = recs.feed_list(role)
-        rel = f"{role}.int8.onnx" if backend == "onnxruntime" else ir_relpath(role, "int8")
+        rel = graph_relpath(role, backend, "int8")
         t0 = time.perf_counter()
         # Read once per graph, not on every (re-)quantization below.
-        ort_float = _ort_float_head(tmp / f"{role}.fp32.onnx", variant, role) if backend == "onnxruntime" else []
+        ort_float = _ort_float_head(tmp / _fp32_onnx(role), variant, role) if backend == "onnxruntime" else []
 
         def quantize(keep_float: list[str] | None, path: Path, *, _b: str = backend, _r: str = role,
                      _f: list = feeds, _x: list[str] = ort_float) -> dict[str, Any]:
             if _b == "onnxruntime":
-                return quantize_onnx(tmp / f"{_r}.fp32.onnx", path, _f, reduce_range, keep_float=keep_float,
+                return quantize_onnx(tmp / _fp32_onnx(_r), path, _f, reduce_range, keep_float=keep_float,
                                      extra_exclude=_x,
                                      op_types=ORT_OP_TYPES, progress=progress, desc=f"ORT calibration ({_r})")
-            return quantize_openvino(tmp / f"{_r}.fp32.onnx", path, _f, variant.family, _r,
+            return quantize_openvino(tmp / _fp32_onnx(_r), path, _f, variant.family, _r,
                                      keep_float=keep_float, progress=progress)
 
         recipe = quantize(None, tmp / rel)
         if role == "refiner" and backend == "openvino":
             # Measure what the float tail buys on this model; keep whichever is closer to FP32. (ONNX
             # Runtime quantizes only Conv / MatMul / Gemm, none of which is in the tail.)
-            alt = tmp / ir_relpath(role, "tail")
+            alt = tmp / graph_relpath(role, "openvino", "tail")
             quantize([], alt)
-            fp32 = _load(tmp / f"{role}.fp32.onnx", "onnxruntime")
+            fp32 = _load(tmp / _fp32_onnx(role), "onnxruntime")
             pick = sorted({int(i) for i in np.linspace(0, len(feeds) - 1, min(TAIL_RECORDS, len(feeds)))})
             probe = [feeds[i] for i in pick]
             with_tail = ag.output_error(_load(tmp / rel, backend), fp32, probe)
@@ -199,11 +196,8 @@ def run_int8_stage(
     bar.close()
     tail_report["onnxruntime"] = "float by construction: only Conv / MatMul / Gemm are quantized"
     quant["refiner_tail"] = tail_report
-    from ..runtime.session import REFINER_PRECISION
-
-    quant["runs"] = {
-        f"{b}/int8": {"segmentor": "int8", "refiner": REFINER_PRECISION.get((b, "int8"), "int8")} for b in BACKENDS
-    }
+    quant["runs"] = {f"{r.backend}/int8": {"segmentor": "int8", "refiner": r.refiner_precision}
+                     for r in RUNS if r.precision == "int8"}
     quant["why"]["runs"] = (
         "an ONNX Runtime int8 session pairs the int8 Segmentor with the fp32 Refiner: ORT's QDQ Refiner is "
         "slower than its fp32 graph (bench, 2 threads, b0-s1 6.5 vs 4.1 ms, hrnet18s-s2 7.6 vs 4.4 ms) and "
@@ -252,16 +246,20 @@ def run_int8_stage(
     for backend in BACKENDS:
         latency[backend] = {}
         for role in ROLES:
-            rel = f"{role}.int8.onnx" if backend == "onnxruntime" else ir_relpath(role, "int8")
-            fp32 = _load(tmp / f"{role}.fp32.onnx", "onnxruntime")
+            rel = graph_relpath(role, backend, "int8")
+            fp32 = _load(tmp / _fp32_onnx(role), "onnxruntime")
             int8 = _load(tmp / rel, backend)
             quant[backend][role]["output_vs_fp32_held_out"] = ag.output_error(int8, fp32, held_feeds[role])
-            fp32_same = fp32 if backend == "onnxruntime" else _load(tmp / ir_relpath(role, "fp32"), backend)
+            fp32_same = fp32 if backend == "onnxruntime" else _load(tmp / graph_relpath(role, backend, "fp32"), backend)
             feed = held_feeds[role][len(held_feeds[role]) // 2]
             latency[backend][role] = {"fp32": _median_ms(fp32_same, feed), "int8": _median_ms(int8, feed)}
     quant["latency_ms_quick"] = latency
     _time(timings, "checks_s", t0)
     write_card()
+
+
+def _fp32_onnx(role: str) -> str:
+    return graph_relpath(role, "onnxruntime", "fp32")
 
 
 def _ort_float_head(path: Path, variant: Variant, role: str) -> list[str]:

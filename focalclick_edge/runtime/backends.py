@@ -7,8 +7,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..optional_modules import optional_import
-
-BACKENDS = ("onnxruntime", "openvino")
+from .runs import BACKENDS
 
 
 class CompiledModel:

@@ -8,9 +8,10 @@ from typing import Any
 
 from ..errors import UserError
 from ..fileio import sha256_file
+from .pipeline_config import PipelineConfig
+from .runs import PRECISIONS, runs_in
 
 CARD_NAME = "model_card.json"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 @dataclass
@@ -42,8 +43,17 @@ class ModelDir:
     def preprocessing(self) -> dict[str, Any]:
         return self.card["preprocessing"]
 
+    @property
+    def pipeline(self) -> PipelineConfig:
+        """The crop / threshold / merge constants the card records (older cards: the defaults)."""
+        return PipelineConfig.from_card(self.card.get("pipeline"))
+
     def available(self) -> list[tuple[str, str]]:
         return sorted({(f["backend"], f["precision"]) for f in self.card["files"]})
+
+    def runs(self) -> list[str]:
+        """Ids of the runs (runtime/runs.py) this directory lists graph files for, in table order."""
+        return runs_in(self.available())
 
     def graph_file(self, role: str, backend: str, precision: str, verify: bool = True) -> Path:
         """The file of ``role`` for backend/precision, checked against its recorded sha256."""

@@ -1,32 +1,31 @@
 """Per-image interactive state, like SamPredictor: ``set_image`` once, then ``add_click`` per click.
 
-The flow follows the official FocalPredictor + evaluation loop step by step (see runtime/geometry.py
-for the exact rules): Target Crop → Segmentor → inverse Zoom-In → Focus Crop → RoIAlign → Refiner →
-paste-back → (initial-mask mode) Progressive Merge.
+The flow follows the official FocalPredictor + evaluation loop step by step, one method per stage of
+``add_click`` (the rules themselves are in crop_rules.py, resize.py and roi_align.py): Target Crop →
+Segmentor → inverse Zoom-In → Focus Crop → RoIAlign → Refiner → paste-back → (initial-mask mode)
+Progressive Merge. Its constants come from a ``PipelineConfig`` -- the model card's, or the one passed
+to ``from_graphs``.
 """
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UserError
-from . import geometry as g
+from . import crop_rules
+from . import resize as rs
 from .backends import CompiledModel, compile_model
 from .images import to_rgb_uint8
 from .model_dir import ModelDir
+from .pipeline_config import OFFICIAL_PIPELINE, PipelineConfig
+from .roi_align import roi_align_aligned
+from .runs import refiner_precision_for
 
 STAGES = ("preprocess", "segmentor", "focus_crop", "refiner", "merge", "total")
-# Which Refiner graph a run uses when none is asked for. ONNX Runtime's INT8 Refiner is slower than its
-# FP32 one -- a ~0.01 M-parameter depthwise net at 128x128 is bound by memory traffic, and QDQ adds a
-# quantize/dequantize pass around every conv -- (bench, 2 threads, AVX512-VNNI Xeon: b0-s1 6.5 vs 4.1
-# ms, hrnet18s-s2 7.6 vs 4.4 ms) and it moves the mask more, so "onnxruntime int8" pairs the INT8
-# Segmentor with the FP32 Refiner. OpenVINO's INT8 Refiner is the faster of its two and is kept.
-REFINER_PRECISION = {("onnxruntime", "int8"): "fp32"}
-MASK_THRESH = 0.5
-KEEP_PREV_AFTER = 10
 
 
 @dataclass
@@ -40,7 +39,7 @@ class ClickResult:
 
 @dataclass
 class _State:
-    clicks: list[tuple[int, int, bool]] = field(default_factory=list)
+    clicks: list[tuple[int, int, bool]] = field(default_factory=list)  # (x, y, positive)
     prev_prob: np.ndarray | None = None
     zoom_prev: np.ndarray | None = None  # what Zoom-In thresholds: prev probs, or the merged mask
     object_roi: tuple[int, int, int, int] | None = None  # inclusive, kept stale like the official ZoomIn
@@ -71,6 +70,14 @@ class SessionSnapshot:
         return sum(seen.values())
 
 
+def check_click(x: float, y: float, image_hw: tuple[int, int]) -> None:
+    """A one-line error unless (x, y) are integer pixel coordinates inside an image of ``image_hw``."""
+    h, w = int(image_hw[0]), int(image_hw[1])
+    if not (0 <= int(x) < w and 0 <= int(y) < h) or int(x) != x or int(y) != y:
+        raise UserError(f"click ({x}, {y}) is outside the {w}x{h} image; x must be in [0, {w - 1}], "
+                        f"y in [0, {h - 1}] (integers)")
+
+
 def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``1 / (1 + exp(-x))`` in float32, as the official predictor computes it, without temporaries.
 
@@ -92,6 +99,41 @@ def _logit(p: np.ndarray) -> np.ndarray:
         return np.log(out, out=out)
 
 
+FeedObserver = Callable[[str, dict[str, np.ndarray]], None]
+
+
+class _StageClock:
+    """``perf_counter`` laps: each stage's milliseconds since the previous lap, and their total."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self._ms: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self._ms[stage] = (now - self._last) * 1e3
+        self._last = now
+
+    def timings(self) -> dict[str, float]:
+        return {**self._ms, "total": (self._last - self._start) * 1e3}
+
+
+@dataclass(frozen=True)
+class _TargetCrop:
+    clicks_yx: np.ndarray  # (N, 3) float64 rows (y, x, positive): the official internal click frame
+    input_box: tuple[int, int, int, int]  # inclusive box the Segmentor saw
+    global_roi: tuple[int, int, int, int]  # exclusive, possibly stale box the result is pasted into
+    feeds: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class _FocusCrop:
+    box: tuple[int, int, int, int]  # exclusive (y1, y2, x1, x2)
+    click_yx: tuple[int, int]  # the last click, (row, col)
+    logit_box: np.ndarray  # coarse logits inside global_roi (pasted into in place)
+    feeds: dict[str, np.ndarray]
+
+
 class Session:
     """Interactive segmentation of one image at a time with an exported model directory."""
 
@@ -103,19 +145,28 @@ class Session:
         threads: int | None = None,
         refiner_precision: str | None = None,
     ) -> None:
-        """``refiner_precision`` overrides the Refiner graph's precision (default: ``precision``, except
-        where ``REFINER_PRECISION`` names a faster one for the backend)."""
+        """``refiner_precision`` overrides the Refiner graph's precision (default: the run table's pairing,
+        runtime/runs.py). The crop / threshold constants come from the card (``ModelDir.pipeline``)."""
         t0 = time.perf_counter()
         self.model_dir: ModelDir | None = ModelDir.open(model_dir)
-        ref_precision = refiner_precision or REFINER_PRECISION.get((backend, precision), precision)
+        ref_precision = refiner_precision or refiner_precision_for(backend, precision)
         # Compiled once per Session; every click reuses them (and their inference requests).
         segmentor, refiner = (
             compile_model(self.model_dir.graph_file(role, backend, p), backend, p, threads)
             for role, p in (("segmentor", precision), ("refiner", ref_precision))
         )
-        self._setup(self.model_dir.variant, self.model_dir.preprocessing, segmentor, refiner, backend, precision)
+        self._setup(self.model_dir.variant, self.model_dir.preprocessing, segmentor, refiner, backend, precision,
+                    self.model_dir.pipeline)
         self.refiner_precision = ref_precision
         self.load_ms = (time.perf_counter() - t0) * 1e3
+
+    @classmethod
+    def open(cls, model_dir: str | Path, backend: str = "onnxruntime", precision: str = "fp32",
+             threads: int | None = None, refiner_precision: str | None = None) -> Session:
+        """The convenience path: graphs, sizes and pipeline config from an exported model directory
+        (the same as ``Session(model_dir, ...)``)."""
+        return cls(model_dir, backend=backend, precision=precision, threads=threads,
+                   refiner_precision=refiner_precision)
 
     @classmethod
     def from_graphs(
@@ -126,19 +177,23 @@ class Session:
         refiner: CompiledModel,
         backend: str,
         precision: str,
+        pipeline: PipelineConfig = OFFICIAL_PIPELINE,
     ) -> Session:
-        """A Session over graphs built elsewhere (our PyTorch modules for training validation and the
-        benchmark's reference), running the identical per-click pipeline; no model directory."""
+        """The core constructor: a Session over compiled graphs (``run(feeds)``) with the sizes of
+        ``preprocessing`` (a card's section, or ``Variant.runtime_sizes()``) and the ``pipeline``
+        constants; no model directory. Used for our PyTorch modules (training validation, the
+        benchmark's reference); ``Session(model_dir)`` / ``Session.open`` build the graphs from a card."""
         self = cls.__new__(cls)
         self.model_dir = None
-        self._setup(variant, preprocessing, segmentor, refiner, backend, precision)
+        self._setup(variant, preprocessing, segmentor, refiner, backend, precision, pipeline)
         self.refiner_precision = precision
         self.load_ms = 0.0
         return self
 
     def _setup(self, variant: str, preprocessing: dict, segmentor: CompiledModel, refiner: CompiledModel,
-               backend: str, precision: str) -> None:
+               backend: str, precision: str, pipeline: PipelineConfig) -> None:
         self.variant = variant
+        self.pipeline = pipeline
         self.backend, self.precision = backend, precision
         self.net_size = int(preprocessing["net_input_size"])
         # Size of the Segmentor graph's inputs. Current exports take the backbone size (S1: 128) and
@@ -198,7 +253,7 @@ class Session:
     @property
     def clicks(self) -> list[tuple[int, int, bool]]:
         """Clicks so far as (x, y, positive)."""
-        return [(x, y, p) for y, x, p in self._state.clicks]
+        return list(self._state.clicks)
 
     @property
     def image_size(self) -> tuple[int, int] | None:
@@ -225,7 +280,7 @@ class Session:
         keeps its own state and input buffers; running two at once is safe only where the backend's
         graphs are (callers serialise ``add_click`` per graph, e.g. with a lock or a pool)."""
         other = Session.__new__(Session)
-        other.__dict__.update({k: v for k, v in self.__dict__.items() if k != "_buffers"})
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_buffers", "_observers")})
         other._image, other._state, other._history = None, _State(), []
         return other
 
@@ -246,28 +301,98 @@ class Session:
             buf = bufs[name] = np.empty(shape, np.float32)
         return buf
 
+    # ----------------------------------------------------------------------------------- observers
+    def add_feed_observer(self, observer: FeedObserver) -> Callable[[], None]:
+        """Call ``observer(role, feeds)`` before every graph run (``role``: "segmentor" / "refiner"), e.g.
+        to record INT8 calibration inputs. ``feeds`` are the session's reused input buffers: copy what
+        you keep. Returns a function that removes the observer again. Spawned sessions start without."""
+        observers = self.__dict__.setdefault("_observers", [])
+        observers.append(observer)
+
+        def remove() -> None:
+            if observer in observers:
+                observers.remove(observer)
+
+        return remove
+
+    def _run_graph(self, role: str, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        for observer in self.__dict__.get("_observers", ()):
+            observer(role, feeds)
+        return (self._segmentor if role == "segmentor" else self._refiner).run(feeds)
+
     # ----------------------------------------------------------------------------------- per click
+    def add_click(self, x: int, y: int, positive: bool = True) -> ClickResult:
+        """One click at pixel (x, y): the stages below in order, each timed (``ClickResult.timings``)."""
+        img = self._require_image()
+        check_click(x, y, img.shape[1:])
+        prev = self._state
+        st = _State(
+            clicks=prev.clicks + [(int(x), int(y), bool(positive))],
+            prev_prob=prev.prev_prob, zoom_prev=prev.zoom_prev, object_roi=prev.object_roi, merged=prev.merged,
+        )
+        clock = _StageClock()
+        target = self._target_crop(img, st)
+        clock.lap("preprocess")
+        coarse, feature = self._segment(target)
+        clock.lap("segmentor")
+        focus = self._focus_crop(img, st, target, coarse, feature)
+        clock.lap("focus_crop")
+        refined = self._refine(focus)
+        clock.lap("refiner")
+        mask = self._paste_and_merge(st, target, focus, refined)
+        clock.lap("merge")
+        st.result = ClickResult(prob=st.prev_prob, mask=mask, timings=clock.timings(), target_box=target.global_roi,
+                                focus_box=focus.box)
+        self._history.append(prev)
+        self._state = st
+        return st.result
+
+    def _target_crop(self, img: np.ndarray, st: _State) -> _TargetCrop:
+        """Target Crop (official Zoom-In: no crop on the first ``target_skip_clicks``; recomputed every later
+        click) and the Segmentor's inputs. Updates the state's (possibly stale) object box."""
+        cfg = self.pipeline
+        h, w = img.shape[1:]
+        clicks_yx = np.array([(cy, cx, 1.0 if cp else 0.0) for cx, cy, cp in st.clicks], np.float64)
+        crop = None
+        if len(st.clicks) > cfg.target_skip_clicks and st.zoom_prev is not None:
+            crop = crop_rules.zoom_in_box(st.zoom_prev, clicks_yx, (h, w), cfg)
+            if crop is not None:
+                st.object_roi = crop
+        input_box = crop if crop is not None else (0, h - 1, 0, w - 1)
+        global_roi = crop_rules.zoom_in_global_roi(st.object_roi, (h, w))
+        feeds = self._segmentor_feeds(img, st.prev_prob, input_box, clicks_yx)
+        return _TargetCrop(clicks_yx, input_box, global_roi, feeds)
+
     def _segmentor_feeds(self, img: np.ndarray, prev_prob: np.ndarray, input_box: tuple[int, int, int, int],
                          clicks: np.ndarray) -> dict[str, np.ndarray]:
-        """Target Crop: the Segmentor's inputs for the inclusive ``input_box`` (into reused buffers)."""
+        """The Segmentor's inputs for the inclusive ``input_box`` (into reused buffers); ``clicks`` are
+        ``(y, x, positive)`` rows in image pixels."""
         y1, y2, x1, x2 = input_box[0], input_box[1] + 1, input_box[2], input_box[3] + 1
         n, s = self.net_size, self.feed_size
         image_nd = self._buffer("image_nd", (1, 4, s, s))
-        pts = g.map_clicks_to_crop(clicks, input_box, n)
+        pts = crop_rules.map_clicks_to_crop(clicks, input_box, n)
         net_points = np.concatenate([pts, clicks[:, 2:3]], axis=1)
         click_maps = self._buffer("click_maps", (1, 2, s, s))
         if s == n:
-            g.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
-            g.crop_resize_align_corners(prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
-            g.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
+            rs.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
+            rs.crop_resize_align_corners(prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
+            crop_rules.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
         else:  # the official crop at n, then the network's own resize to s, as one filter
             box = (y1, y2, x1, x2)
-            g.crop_resize_twice_align_corners(img, box, (n, n), (s, s), out=image_nd[0, :3])
-            g.crop_resize_twice_align_corners(prev_prob[None], box, (n, n), (s, s), out=image_nd[0, 3:])
+            rs.crop_resize_twice_align_corners(img, box, (n, n), (s, s), out=image_nd[0, :3])
+            rs.crop_resize_twice_align_corners(prev_prob[None], box, (n, n), (s, s), out=image_nd[0, 3:])
             disks = self._buffer("click_maps_net", (2, n, n))
-            g.click_disks(net_points, (n, n), self.seg_radius, out=disks)
-            g.resize_sparse_align_corners(disks, (s, s), out=click_maps[0])
+            crop_rules.click_disks(net_points, (n, n), self.seg_radius, out=disks)
+            rs.resize_sparse_align_corners(disks, (s, s), out=click_maps[0])
         return {"image_nd": image_nd, "click_maps": click_maps}
+
+    def _segment(self, target: _TargetCrop) -> tuple[np.ndarray, np.ndarray]:
+        """The Segmentor graph: coarse logits at the net size, and the feature map.
+
+        Outputs may be views of backend-owned memory (OpenVINO): valid until this graph runs again, i.e.
+        for the rest of this click, and nothing below keeps a reference past it."""
+        coarse, feature = self._run_graph("segmentor", target.feeds)
+        return self._logits_at_net_size(coarse), feature
 
     def _logits_at_net_size(self, coarse: np.ndarray) -> np.ndarray:
         """The official logits upsampling (align_corners=True) to the net size, unless the graph did it."""
@@ -275,86 +400,72 @@ class Session:
         if coarse.shape[-2:] == (n, n):
             return coarse
         out = self._buffer("coarse_logits_net", (1, 1, n, n))
-        g.resize_bilinear_align_corners(coarse[0, 0], (n, n), out=out[0, 0])
+        rs.resize_bilinear_align_corners(coarse[0, 0], (n, n), out=out[0, 0])
         return out
 
-    def add_click(self, x: int, y: int, positive: bool = True) -> ClickResult:
-        img = self._require_image()
+    def _focus_crop(self, img: np.ndarray, st: _State, target: _TargetCrop, coarse256: np.ndarray,
+                    feature: np.ndarray) -> _FocusCrop:
+        """Inverse Zoom-In of the coarse map, the Focus Crop box, and the Refiner's inputs (RoIAlign)."""
+        cfg = self.pipeline
         h, w = img.shape[1:]
-        if not (0 <= int(x) < w and 0 <= int(y) < h) or int(x) != x or int(y) != y:
-            raise UserError(f"click ({x}, {y}) is outside the {w}x{h} image; x must be in [0, {w - 1}], "
-                            f"y in [0, {h - 1}] (integers)")
-        prev = self._state
-        st = _State(
-            clicks=prev.clicks + [(int(y), int(x), bool(positive))],
-            prev_prob=prev.prev_prob, zoom_prev=prev.zoom_prev, object_roi=prev.object_roi, merged=prev.merged,
-        )
-        t0 = time.perf_counter()
-
-        # Target Crop (official Zoom-In: no crop on click 1; recomputed every later click).
-        clicks_arr = np.array([(cy, cx, 1.0 if cp else 0.0) for cy, cx, cp in st.clicks], np.float64)
-        crop = None
-        if len(st.clicks) > 1 and st.zoom_prev is not None:
-            crop = g.zoom_in_box(st.zoom_prev, clicks_arr, (h, w))
-            if crop is not None:
-                st.object_roi = crop
-        input_box = crop if crop is not None else (0, h - 1, 0, w - 1)
-        global_roi = g.zoom_in_global_roi(st.object_roi, (h, w))
-        feeds = self._segmentor_feeds(img, st.prev_prob, input_box, clicks_arr)
-        t1 = time.perf_counter()
-
-        # Outputs may be views of backend-owned memory (OpenVINO): valid until this graph runs again,
-        # i.e. for the rest of this click, and nothing below keeps a reference past it.
-        coarse, feature = self._segmentor.run(feeds)
-        coarse256 = self._logits_at_net_size(coarse)
         n = self.net_size
-        t2 = time.perf_counter()
-
-        # Inverse Zoom-In: probabilities back to the input crop, then into the (possibly stale) box.
-        # The official map is zero outside global_roi (the box), so its logits are -inf there; both
-        # maps are kept only inside the box, which is exact: nothing outside can pass a threshold.
+        input_box, global_roi, clicks_yx = target.input_box, target.global_roi, target.clicks_yx
+        # Probabilities back to the input crop, then into the (possibly stale) box. The official map is
+        # zero outside global_roi (the box), so its logits are -inf there; both maps are kept only
+        # inside the box, which is exact: nothing outside can pass a threshold.
         gy1, gy2, gx1, gx2 = global_roi
         in_hw = (input_box[1] + 1 - input_box[0], input_box[3] + 1 - input_box[2])
-        prob_in = g.resize_bilinear_align_corners(_sigmoid(coarse256[0, 0]), in_hw)
+        prob_in = rs.resize_bilinear_align_corners(_sigmoid(coarse256[0, 0]), in_hw)
         if prob_in.shape != (gy2 - gy1, gx2 - gx1):
-            prob_in = g.resize_bilinear_align_corners(prob_in, (gy2 - gy1, gx2 - gx1))
+            prob_in = rs.resize_bilinear_align_corners(prob_in, (gy2 - gy1, gx2 - gx1))
         logit_box = _logit(prob_in)  # coarse logits inside global_roi
-        cy, cx = st.clicks[-1][0], st.clicks[-1][1]
+        click_yx = (st.clicks[-1][1], st.clicks[-1][0])
         pred = np.zeros((h, w), np.bool_)
-        np.greater(logit_box, g.FOCUS_THRESH, out=pred[gy1:gy2, gx1:gx2])
-        focus = g.focus_crop_box_from_masks(pred, st.prev_prob > g.FOCUS_THRESH, global_roi, (cy, cx))
-        fy1, fy2, fx1, fx2 = focus
-        roi = g.focus_roi_in_target_frame(focus, global_roi, n)
+        np.greater(logit_box, cfg.focus_logit_thresh, out=pred[gy1:gy2, gx1:gx2])
+        box = crop_rules.focus_crop_box_from_masks(pred, st.prev_prob > cfg.focus_prev_thresh, global_roi,
+                                                   click_yx, cfg)
+        roi = crop_rules.focus_roi_in_target_frame(box, global_roi, n)
         r = self.ref_size
         image_focus = self._buffer("image_focus", (1, 3, r, r))
-        g.crop_resize_align_corners(img, focus, (r, r), out=image_focus[0], channels_first=True)
-        fpts = g.map_clicks_to_focus(clicks_arr, focus, r)
-        ref_points = np.concatenate([fpts, clicks_arr[:, 2:3]], axis=1)
+        rs.crop_resize_align_corners(img, box, (r, r), out=image_focus[0], channels_first=True)
+        fpts = crop_rules.map_clicks_to_focus(clicks_yx, box, r)
+        ref_points = np.concatenate([fpts, clicks_yx[:, 2:3]], axis=1)
         click_focus = self._buffer("click_maps_focus", (1, 2, r, r))
-        g.click_disks(ref_points, (r, r), self.ref_radius, out=click_focus[0])
+        crop_rules.click_disks(ref_points, (r, r), self.ref_radius, out=click_focus[0])
         fs = self.feature_size
-        cropped_feature = g.roi_align_aligned(feature[0], roi, (fs, fs), fs / n)[None]
-        cropped_logits = g.roi_align_aligned(coarse256[0], roi, (r, r), 1.0)[None]
-        t3 = time.perf_counter()
-
-        (refined,) = self._refiner.run({
+        cropped_feature = roi_align_aligned(feature[0], roi, (fs, fs), fs / n)[None]
+        cropped_logits = roi_align_aligned(coarse256[0], roi, (r, r), 1.0)[None]
+        feeds = {
             "image_focus": image_focus,
             "click_maps_focus": click_focus,
             "cropped_feature": np.ascontiguousarray(cropped_feature, dtype=np.float32),
             "cropped_logits": np.ascontiguousarray(cropped_logits, dtype=np.float32),
-        })
-        t4 = time.perf_counter()
+        }
+        return _FocusCrop(box, click_yx, logit_box, feeds)
 
-        # Paste-back, then sigmoid. From click 11 on the official predictor keeps the previous map
-        # outside the focus box, round-tripped through logit/sigmoid over the whole image; that is kept
-        # as is (the round trip moves values by ulps). Before that, the map outside global_roi is
-        # sigmoid(-inf) = 0 exactly, so only the box is computed.
-        if len(st.clicks) > KEEP_PREV_AFTER:
+    def _refine(self, focus: _FocusCrop) -> np.ndarray:
+        """The Refiner graph: refined logits of the Focus Crop."""
+        (refined,) = self._run_graph("refiner", focus.feeds)
+        return refined
+
+    def _paste_and_merge(self, st: _State, target: _TargetCrop, focus: _FocusCrop, refined: np.ndarray) -> np.ndarray:
+        """Paste-back, sigmoid, and the mask (Progressive Merge in initial-mask mode); updates the state.
+
+        From click ``keep_prev_after + 1`` on the official predictor keeps the previous map outside the
+        focus box, round-tripped through logit/sigmoid over the whole image; that is kept as is (the
+        round trip moves values by ulps). Before that, the map outside global_roi is sigmoid(-inf) = 0
+        exactly, so only the box is computed."""
+        cfg = self.pipeline
+        h, w = st.prev_prob.shape
+        gy1, gy2, gx1, gx2 = target.global_roi
+        fy1, fy2, fx1, fx2 = focus.box
+        logit_box = focus.logit_box
+        if len(st.clicks) > cfg.keep_prev_after:
             full_logit = _logit(st.prev_prob)
-            g.paste_resized(full_logit, refined[0, 0], focus)
+            rs.paste_resized(full_logit, refined[0, 0], focus.box)
             prob = _sigmoid(full_logit, out=full_logit)
         else:
-            g.paste_resized(logit_box, refined[0, 0], (fy1 - gy1, fy2 - gy1, fx1 - gx1, fx2 - gx1))
+            rs.paste_resized(logit_box, refined[0, 0], (fy1 - gy1, fy2 - gy1, fx1 - gx1, fx2 - gx1))
             if logit_box.shape == (h, w):
                 prob = _sigmoid(logit_box, out=logit_box)
             else:
@@ -363,23 +474,7 @@ class Session:
         st.prev_prob = prob
         st.zoom_prev = prob
         if st.merged is not None:
-            st.merged = g.progressive_merge(prob > MASK_THRESH, st.merged, (cy, cx))
+            st.merged = crop_rules.progressive_merge(prob > cfg.mask_thresh, st.merged, focus.click_yx)
             st.zoom_prev = st.merged
-            mask = st.merged
-        else:
-            mask = prob > MASK_THRESH
-        t5 = time.perf_counter()
-
-        t = {
-            "preprocess": (t1 - t0) * 1e3,
-            "segmentor": (t2 - t1) * 1e3,
-            "focus_crop": (t3 - t2) * 1e3,
-            "refiner": (t4 - t3) * 1e3,
-            "merge": (t5 - t4) * 1e3,
-            "total": (t5 - t0) * 1e3,
-        }
-        st.result = ClickResult(prob=prob, mask=mask, timings=t, target_box=global_roi,
-                                focus_box=(fy1, fy2, fx1, fx2))
-        self._history.append(prev)
-        self._state = st
-        return st.result
+            return st.merged
+        return prob > cfg.mask_thresh

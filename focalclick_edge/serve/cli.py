@@ -5,13 +5,14 @@ import argparse
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 
 
-def add_serve_subcommand(sub: Any, register: Any) -> None:
+def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser("serve", help="HTTP API and click-to-segment web page (needs the [serve] extra)")
     p.add_argument("--model", type=Path, default=None,
                    help="model directory written by `export` (default: the shipped b0-s1)")
@@ -34,7 +35,7 @@ def add_serve_subcommand(sub: Any, register: Any) -> None:
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --token")
     p.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
                    help="allow cross-origin requests from ORIGIN (repeatable); none by default")
-    register("serve")(_cmd_serve)
+    return _cmd_serve
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -5,11 +5,11 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cli_commands import _RUNS, BACKEND_ALIASES
 from ..errors import UserError
 from ..runtime.model_dir import ModelDir
+from ..runtime.runs import BACKEND_ALIASES, RUNS
 
-RUN_IDS = _RUNS  # run id -> (backend, precision), as `bench` names runs
+RUN_IDS = {r.id: (r.backend, r.precision) for r in RUNS}  # run id -> (backend, precision)
 RUN_OF = {v: k for k, v in RUN_IDS.items()}
 # `auto` for now: the first of these the model directory holds both graphs of (real selection comes later).
 AUTO_ORDER = ("ov-int8", "ort-fp32")

@@ -4,16 +4,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..cli_args import name_path
+
 
 def _name_path(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH (e.g. DUTS-TR=/data/DUTS-TR), got {text!r}")
-    return name, path
+    name, path = name_path(text)
+    return name, str(path)
 
 
-def add_train_subcommand(sub: Any, register: Any) -> None:
-    """Add ``train`` to the CLI's subparsers; ``register(name)`` returns the command decorator."""
+def add_parser(sub: Any) -> Any:
+    """Add ``train`` to the CLI's subparsers; returns its handler."""
     p = sub.add_parser(
         "train",
         help="train a FocalClick model from scratch (official-format checkpoints)",
@@ -39,7 +39,6 @@ def add_train_subcommand(sub: Any, register: Any) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
 
-    @register("train")
     def _cmd_train(args: argparse.Namespace) -> int:
         from ..errors import UserError
         from .trainer import TrainConfig, check_training_sets, train
@@ -62,31 +61,4 @@ def add_train_subcommand(sub: Any, register: Any) -> None:
               f"run folder {summary['out']}")
         return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    """Standalone entry (``python -m focalclick_edge.training.cli train ...``) until the CLI wires it."""
-    import sys
-
-    from ..errors import UserError
-
-    commands: dict[str, Any] = {}
-
-    def register(name: str):
-        def deco(fn: Any) -> Any:
-            commands[name] = fn
-            return fn
-
-        return deco
-
-    parser = argparse.ArgumentParser(prog="focalclick-edge")
-    add_train_subcommand(parser.add_subparsers(dest="command", required=True), register)
-    args = parser.parse_args(argv)
-    try:
-        return commands[args.command](args)
-    except UserError as exc:
-        print(f"focalclick-edge train: error: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return _cmd_train

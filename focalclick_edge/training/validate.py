@@ -1,7 +1,7 @@
 """Quick NoC validation with the PyTorch model, without exporting to ONNX.
 
 The click loop is the evaluation protocol over the runtime ``Session`` (the official FocalPredictor
-flow) with its two graphs replaced by the torch modules (``models.torch_session``), so the number
+flow) with its two graphs replaced by the torch modules (``export.torch_session``), so the number
 measured during training is the one the exported model will get.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 
 from ..evaluation.metrics import summarize
 from ..evaluation.protocol import evaluate_sample
-from ..models.torch_session import torch_session
+from ..export.torch_session import torch_session
 
 
 def noc_validation(model: torch.nn.Module, samples: Sequence[tuple[np.ndarray, np.ndarray]],

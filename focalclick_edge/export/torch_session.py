@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..export.graphs import REFINER_INPUTS, SEGMENTOR_INPUTS, RefinerGraph, SegmentorGraph
 from ..runtime.backends import CompiledModel
+from ..runtime.pipeline_config import OFFICIAL_PIPELINE, PipelineConfig
 from ..runtime.session import Session
+from .graphs import REFINER_INPUTS, SEGMENTOR_INPUTS, RefinerGraph, SegmentorGraph
 
 
 class TorchGraph(CompiledModel):
@@ -36,9 +37,11 @@ class TorchGraph(CompiledModel):
         return [o.cpu().numpy() for o in outs]
 
 
-def torch_session(model: Any, threads: int | None = None, preprocessing: dict | None = None) -> Session:
+def torch_session(model: Any, threads: int | None = None, preprocessing: dict | None = None,
+                  pipeline: PipelineConfig = OFFICIAL_PIPELINE) -> Session:
     """A ``Session`` over ``model`` (from ``build_model``/``load_checkpoint``, in eval mode).
-    ``preprocessing`` defaults to the variant's constants, as the exporter writes them into a card."""
+    ``preprocessing`` defaults to the variant's constants and ``pipeline`` to the official ones, as the
+    exporter writes them into a card."""
     if threads:
         torch.set_num_threads(int(threads))
     variant = model.variant
@@ -52,4 +55,5 @@ def torch_session(model: Any, threads: int | None = None, preprocessing: dict | 
         TorchGraph(RefinerGraph(model).eval(), REFINER_INPUTS),
         backend="torch",
         precision="fp32",
+        pipeline=pipeline,
     )

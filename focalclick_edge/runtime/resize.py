@@ -1,0 +1,199 @@
+"""Torch-compatible bilinear resizes (``align_corners=True``) in NumPy: separable K-tap gathers, crop
+and paste helpers. Pure functions; float results agree with torch to float32 rounding.
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+__all__ = [
+    "crop_resize_align_corners",
+    "crop_resize_twice_align_corners",
+    "paste_resized",
+    "resize_bilinear_align_corners",
+    "resize_sparse_align_corners",
+]
+
+Box4 = tuple[int, int, int, int]
+
+
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Cached taps are shared between calls: make them read-only so no caller can change them."""
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
+
+
+# The taps depend only on the two sizes; a session meets the same few sizes again and again (the network
+# sizes are fixed, crop sizes repeat), and building them costs ~30 us each, 18 times per click.
+@functools.lru_cache(maxsize=512)
+def _ac_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source taps of torch's bilinear ``align_corners=True`` along one axis, in its float32 arithmetic.
+
+    ``src = float32((n_in-1)/(n_out-1)) * i``; ``i0 = int(src)``; ``i1 = i0 + (i0 < n_in-1)``;
+    ``l1 = src - i0``, ``l0 = 1 - l1``. Output size 1 samples index 0 (scale 0), as torch does.
+    """
+    scale = np.float32(n_in - 1) / np.float32(n_out - 1) if (n_out > 1 and n_in > 1) else np.float32(0)
+    src = np.float32(scale) * np.arange(n_out, dtype=np.float32)
+    i0 = np.minimum(src.astype(np.int64), n_in - 1)
+    i1 = i0 + (i0 < n_in - 1)
+    l1 = np.clip(src - i0.astype(np.float32), 0, 1).astype(np.float32)
+    return _frozen(i0, i1, (np.float32(1) - l1), l1)
+
+
+Taps = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+# Separable filter taps along one axis: (source indices per tap, float32 weights per tap).
+TapList = tuple[list[np.ndarray], list[np.ndarray]]
+
+
+def _two_taps(t: Taps) -> TapList:
+    return [t[0], t[1]], [t[2], t[3]]
+
+
+def _resize_taps_2d(a: np.ndarray, ty: TapList, tx: TapList, out: np.ndarray | None) -> np.ndarray:
+    """One ``(H, W)`` or ``(H, W, C)`` separable resize: rows first, ``sum_k w_k * a[i_k]`` in float32
+    (gathered in the source dtype, then converted), then the same over columns; any number of taps
+    (two for a bilinear resize, four for two resizes composed).
+
+    The row gather uses fancy indexing, which reads only the rows it needs from a crop view;
+    ``np.take`` first copies a non-contiguous source whole, which cost more than the resize itself.
+    The fresh rows are C-contiguous, so the column gather is a fast ``np.take``. Both gathers return
+    new arrays: the in-place weighting never touches the source.
+    """
+    (iy, wy), (ix, wx) = ty, tx
+    extra = (None,) * (a.ndim - 2)
+    rows = a[iy[0]].astype(np.float32, copy=False)
+    rows *= wy[0][(slice(None), None, *extra)]
+    for idx, w in zip(iy[1:], wy[1:], strict=True):
+        tmp = a[idx].astype(np.float32, copy=False)
+        tmp *= w[(slice(None), None, *extra)]
+        rows += tmp
+    res = np.take(rows, ix[0], axis=1)
+    res *= wx[0][(slice(None), *extra)]
+    for k, (idx, w) in enumerate(zip(ix[1:], wx[1:], strict=True), start=2):
+        tmp = np.take(rows, idx, axis=1)
+        tmp *= w[(slice(None), *extra)]
+        # The last sum goes straight into ``out``: no extra pass to copy the result there.
+        np.add(res, tmp, out=out if (k == len(ix) and out is not None) else res)
+    if out is None:
+        return res
+    if len(ix) == 1:
+        np.copyto(out, res)
+    return out
+
+
+def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], channels_first: bool, out: np.ndarray | None) -> np.ndarray:
+    """Separable align_corners resize of the spatial axes; float32 result (into ``out`` when given)."""
+    oh, ow = int(out_hw[0]), int(out_hw[1])
+    h, w = a.shape[-2:] if channels_first else a.shape[:2]
+    if (oh, ow) == (h, w):
+        if out is None:
+            return a.astype(np.float32, copy=True)
+        np.copyto(out, a, casting="unsafe")
+        return out
+    ty, tx = _two_taps(_ac_taps(h, oh)), _two_taps(_ac_taps(w, ow))
+    if not channels_first:
+        return _resize_taps_2d(a, ty, tx, out)
+    # Plane by plane: every temporary stays C-contiguous and each plane lands in its slot of the
+    # (C, oh, ow) output; a 3-D fancy gather comes back in a transposed layout that made the
+    # element-wise passes ~2x slower (and copying an HWC result to CHW costs another pass).
+    if out is None:
+        out = np.empty((a.shape[0], oh, ow), np.float32)
+    for c in range(a.shape[0]):
+        _resize_taps_2d(a[c], ty, tx, out[c])
+    return out
+
+
+def resize_bilinear_align_corners(img: np.ndarray, out_hw: tuple[int, int], out: np.ndarray | None = None,
+                                  channels_first: bool = False) -> np.ndarray:
+    """Bilinear resize with ``align_corners=True`` semantics (torch ``F.interpolate``); float32 out.
+
+    ``img`` is ``(H, W)``, ``(H, W, C)``, or ``(C, H, W)`` with ``channels_first``; any real dtype
+    (gathered in its own dtype, then converted, so a uint8 image is never converted as a whole).
+    ``out`` (float32, the output shape) receives the result instead of a new array -- the runtime
+    writes straight into its reused network input buffers. cv2.resize/remap cannot be used: resize
+    uses half-pixel centres and remap quantises coordinates to 1/32 px. Separable two-tap gathers
+    cost O(out_h * W + out_h * out_w) per channel -- cheaper than interpolation matrices, and a
+    shrink never reads the rows it skips. Agrees with torch to float32 rounding (torch forms the 2-D
+    weights as products; the separable sum rounds differently by ~1 ulp). The layout does not change
+    the arithmetic: every output value is the same float32 expression in all three layouts.
+    """
+    a = np.asarray(img)
+    return _resize_ac(a, out_hw, channels_first, out)
+
+
+def resize_sparse_align_corners(planes: np.ndarray, out_hw: tuple[int, int], out: np.ndarray) -> np.ndarray:
+    """``resize_bilinear_align_corners(planes, out_hw, out, channels_first=True)`` for mostly-zero planes
+    (click disks): only output rows that read a non-zero source row are computed, the others are set to
+    zero -- which is exactly what the full resize gives them (0 * w + 0 * w). Bit-identical to it."""
+    oh, ow = int(out_hw[0]), int(out_hw[1])
+    y0, y1, wy0, wy1 = _ac_taps(planes.shape[1], oh)
+    tx = _two_taps(_ac_taps(planes.shape[2], ow))
+    out[...] = 0.0
+    for c in range(planes.shape[0]):
+        nz = planes[c].any(axis=1)
+        need = np.flatnonzero(nz[y0] | nz[y1])
+        if need.size:
+            out[c, need] = _resize_taps_2d(planes[c], ([y0[need], y1[need]], [wy0[need], wy1[need]]), tx, None)
+    return out
+
+
+def crop_resize_align_corners(img: np.ndarray, box_exclusive: Box4, out_hw: tuple[int, int],
+                              out: np.ndarray | None = None, channels_first: bool = False) -> np.ndarray:
+    """``img[y1:y2, x1:x2]`` resized with ``align_corners=True`` (Zoom-In and Focus Crop image inputs).
+
+    Slicing is a view, so only the rows/columns the interpolation needs are ever read. With
+    ``channels_first`` the image is ``(C, H, W)`` and the box applies to its last two axes.
+    """
+    y1, y2, x1, x2 = box_exclusive
+    src = img[:, y1:y2, x1:x2] if channels_first else img[y1:y2, x1:x2]
+    return resize_bilinear_align_corners(src, out_hw, out=out, channels_first=channels_first)
+
+
+@functools.lru_cache(maxsize=256)
+def _composed_taps(n_in: int, n_mid: int, n_out: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """One axis of two align_corners resizes in a row (n_in -> n_mid -> n_out) as one 4-tap filter:
+    indices into the input and float32 weights (products formed in float64)."""
+    i0, i1, a0, a1 = _ac_taps(n_in, n_mid)
+    j0, j1, b0, b1 = _ac_taps(n_mid, n_out)
+    a0, a1, b0, b1 = (v.astype(np.float64) for v in (a0, a1, b0, b1))
+    idx = [i0[j0], i1[j0], i0[j1], i1[j1]]
+    wts = [(b0 * a0[j0]), (b0 * a1[j0]), (b1 * a0[j1]), (b1 * a1[j1])]
+    return list(_frozen(*idx)), list(_frozen(*(w.astype(np.float32) for w in wts)))
+
+
+def crop_resize_twice_align_corners(img: np.ndarray, box_exclusive: Box4, mid_hw: tuple[int, int],
+                                    out_hw: tuple[int, int], out: np.ndarray) -> np.ndarray:
+    """``img[:, y1:y2, x1:x2]`` (channels first) resized to ``mid_hw`` and then to ``out_hw``, both
+    bilinear ``align_corners=True``, written into ``out`` (float32, ``(C, *out_hw)``).
+
+    The official S1 predictor builds a 256 Target Crop and its network halves it again; composing the
+    two resizes into one 4-tap filter per axis reads the source once and never builds the 256 crop.
+    It equals the two-step result to float32 rounding (the weights are products, summed in another order).
+    """
+    y1, y2, x1, x2 = box_exclusive
+    src = img[:, y1:y2, x1:x2]
+    ty = _composed_taps(y2 - y1, int(mid_hw[0]), int(out_hw[0]))
+    tx = _composed_taps(x2 - x1, int(mid_hw[1]), int(out_hw[1]))
+    for c in range(src.shape[0]):
+        _resize_taps_2d(src[c], ty, tx, out[c])
+    return out
+
+
+def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.ndarray:
+    """Write ``src`` resized (``align_corners=True``) to the box size into ``dst[y1:y2, x1:x2]``, in place.
+
+    Used for the Refiner paste-back (refined logits into the full coarse logit map) and for the
+    Zoom-In inverse (crop probabilities into a zero map of the image size). Returns ``dst``.
+    """
+    y1, y2, x1, x2 = box_exclusive
+    if dst.dtype == np.float32:  # straight into the box, no temporary of the box size
+        resize_bilinear_align_corners(src, (y2 - y1, x2 - x1), out=dst[y1:y2, x1:x2])
+    else:
+        dst[y1:y2, x1:x2] = resize_bilinear_align_corners(src, (y2 - y1, x2 - x1))
+    return dst
+
+
