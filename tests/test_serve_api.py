@@ -460,3 +460,16 @@ def test_auto_prefers_openvino_int8_when_the_directory_has_it():
     assert resolve_run(both, "auto", "ov", "fp32") == ("ov-fp32", "openvino", "fp32")
     with pytest.raises(UserError, match="neither"):
         resolve_run(card(("openvino", "fp16")), "auto", None, "fp32")
+
+
+def test_serve_app_speaks_the_label_studio_ml_backend_protocol_under_its_prefix(client):
+    """`focalclick-edge serve` is what a Label Studio project connects to: /label-studio/health and /setup
+    answer as its ML-backend client expects (the protocol itself: tests/test_label_studio_*.py)."""
+    from focalclick_edge.adapters.label_studio_config import EXAMPLE_CONFIG
+
+    health = client.get("/label-studio/health")
+    assert health.status_code == 200 and health.json()["status"] == "UP"
+    setup = client.post("/label-studio/setup", json={"project": "1.1", "schema": EXAMPLE_CONFIG})
+    assert setup.status_code == 200 and "model_version" in setup.json()
+    bad = client.post("/label-studio/predict", json={"tasks": "nope"})
+    assert bad.status_code == 400 and "error" in bad.json()

@@ -49,9 +49,9 @@ def default_package() -> str:
 
 def _run_files(model: ModelDir, backend: str, precision: str) -> list[str]:
     """The card-relative files the run needs (both graphs, weights files too), checked against the card."""
-    from ..runtime.session import REFINER_PRECISION
+    from ..runtime.runs import refiner_precision_for
 
-    wanted = {("segmentor", precision), ("refiner", REFINER_PRECISION.get((backend, precision), precision))}
+    wanted = {("segmentor", precision), ("refiner", refiner_precision_for(backend, precision))}
     for role, p in wanted:
         model.graph_file(role, backend, p)  # refuses a missing or corrupt file with its fix
     files = []

@@ -348,7 +348,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    label_studio = _label_studio_router()
+    label_studio = _label_studio_router(model_path, run_id, backend, precision, settings.threads)
     if label_studio is not None:
         app.include_router(label_studio, prefix="/label-studio")
 
@@ -366,12 +366,19 @@ def _is_shipped(path: Path) -> bool:
     return shipped is not None and path.resolve() == shipped.resolve()
 
 
-def _label_studio_router() -> APIRouter | None:
-    """The Label Studio ML-backend routes, where that adapter is part of this install."""
+def _label_studio_router(model_path: Path, run_id: str, backend: str, precision: str,
+                         threads: int | None) -> APIRouter | None:
+    """The Label Studio ML-backend routes (adapters/label_studio.py), where this install has that adapter.
+
+    Its click service gets graphs of its own: the engine's worker pool and the service's lock would
+    otherwise both drive one OpenVINO infer request. Images come from LABEL_STUDIO_URL with
+    LABEL_STUDIO_API_KEY (see LabelStudioSettings.from_env)."""
     try:
-        from ..adapters.label_studio import router
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("focalclick_edge.adapters"):
-            return None
-        raise
-    return router
+        from ..adapters.click_service import ClickService
+        from ..adapters.label_studio import label_studio_router
+        from ..adapters.label_studio_images import LabelStudioSettings
+        from ..runtime import Session
+    except ModuleNotFoundError:  # an install without the adapter or its converter: no /label-studio routes
+        return None
+    service = ClickService({run_id: Session(model_path, backend=backend, precision=precision, threads=threads)})
+    return label_studio_router(service, LabelStudioSettings.from_env())

@@ -92,12 +92,12 @@ def resolve_run(model: ModelDir, run: str, backend: str | None, precision: str) 
 
 def _complete_runs(model: ModelDir) -> set[tuple[str, str]]:
     """(backend, precision) pairs with a Segmentor and the Refiner the Session would pair it with."""
-    from ..runtime.session import REFINER_PRECISION
+    from ..runtime.runs import refiner_precision_for
 
     files = {(f["role"], f["backend"], f["precision"]) for f in model.card.get("files", [])}
     out = set()
     for backend, precision in model.available():
-        ref = REFINER_PRECISION.get((backend, precision), precision)
+        ref = refiner_precision_for(backend, precision)
         if ("segmentor", backend, precision) in files and ("refiner", backend, ref) in files:
             out.add((backend, precision))
     return out
