@@ -142,6 +142,7 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
             "init_mask_cache": str(Path(s.cache_dir).resolve()) if s.from_init_mask and s.cache_dir else None,
             "workers": res.workers,
             "threads": res.threads,
+            "thread_settings": res.thread_settings,
             "notes": ("Sessions stop at stop_iou (0.95 by default; the official --target-iou is 0.90) so "
                       "NoC85/90/95 come from one pass; mIoU@k carries the last IoU forward after a stop. "
                       "samples.*.clicks are [x, y, positive]. Latency = the Session's total per click"

@@ -10,7 +10,8 @@ sample (``set_image`` / ``set_mask`` reset every per-image state of a ``Session`
 a pure function of (image, gt, seed, name) and is written to the disk cache before any run uses it,
 and both backends give bit-identical outputs for any thread count (checked for ONNX Runtime and
 OpenVINO on CPU; the worker-count test compares 1 worker at the backend's default threads with 2
-workers at 1 thread each).
+workers at 1 thread each), and the clicker compares exact integer distances, not OpenCV's
+thread-dependent float ones (see ``determinism``).
 
 Processes are started with ``spawn``: forking a parent that has ONNX Runtime / OpenVINO thread pools
 can deadlock, and spawn behaves the same on Linux, macOS and Windows.
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..errors import UserError
 from .datasets import SegmentationDataset
+from .determinism import configure_worker_threads, thread_settings
 from .initial_masks import InitialMaskCache
 from .protocol import DEFAULT_STOP_IOU, SampleResult, evaluate_sample
 
@@ -86,6 +88,7 @@ class EvalResults:
     results: dict[tuple[str, str], list[SampleResult]]  # (dataset, run) -> one per sample
     init_masks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset -> {iou, file}
     wall_s: float = 0.0
+    thread_settings: dict[str, Any] = field(default_factory=dict)  # as a worker process runs
 
 
 # ---------------------------------------------------------------------------------------------- worker
@@ -109,14 +112,16 @@ def _build_state(settings: EvalSettings, datasets: list[tuple[str, SegmentationD
 def _init_worker(settings: EvalSettings, datasets: list[tuple[str, SegmentationDataset]], threads: int | None,
                  cv_threads: int | None) -> None:
     if cv_threads is not None:
-        import cv2
-
-        cv2.setNumThreads(cv_threads)  # OpenCV's own pool would compete with the other workers
+        configure_worker_threads(cv_threads)  # OpenCV / BLAS pools would compete with the other workers
     try:
         _build_state(settings, datasets, threads)
     except Exception as exc:
         # A Pool whose initializer raises restarts the worker forever; hand the error to the first task.
         _STATE["error"] = exc
+
+
+def _worker_thread_settings(threads: int | None) -> dict[str, Any]:
+    return {**thread_settings(threads), "start_method": "spawn"}
 
 
 def _run_task(task: tuple[int, int]) -> tuple[int, int, str, dict[str, SampleResult], dict[str, Any] | None]:
@@ -179,6 +184,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
         if workers == 1:
             # In-process: same code path as a worker, without the process start-up cost.
             _build_state(settings, datasets, threads)
+            threads_info = {**thread_settings(threads), "start_method": "in-process"}
             try:
                 for task in tasks:
                     out = _run_task(task)
@@ -190,6 +196,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
             ctx = mp.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker,
                           initargs=(settings, datasets, threads, threads or 1)) as pool:
+                threads_info = pool.apply(_worker_thread_settings, (threads,))
                 # chunksize 1: samples differ a lot in cost (a sample can stop at click 1 or run 20).
                 for out in pool.imap_unordered(_run_task, tasks, chunksize=1):
                     slots[out[0]][out[1]] = out
@@ -209,7 +216,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
     return EvalResults(
         settings=settings, threads=threads, workers=workers,
         datasets={name: str(ds.root) for name, ds in datasets}, names=names, results=results,
-        init_masks=init_masks, wall_s=time.perf_counter() - t0,
+        init_masks=init_masks, wall_s=time.perf_counter() - t0, thread_settings=threads_info,
     )
 
 
