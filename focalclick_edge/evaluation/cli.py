@@ -99,6 +99,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--stop-iou must be in (0, 1.01], got {args.stop_iou:g} (1.01: always run every click)")
     if not args.from_init_mask and (args.init_mask_seed is not None or args.cache_dir is not None):
         raise UserError("--init-mask-seed and --cache-dir only apply with --from-init-mask")
+    if args.ray_address and args.engine != "ray":
+        raise UserError("--ray-address only applies with --engine ray")
+    if args.engine == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # not installed: say so before anything runs
     runs = _resolve_runs(args.runs, args.model)
     if args.max_drop is not None:
         check_gate_runs(runs)
@@ -110,7 +116,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         model_dir=str(args.model), runs=tuple(runs), max_clicks=args.max_clicks, stop_iou=args.stop_iou,
         from_init_mask=args.from_init_mask, init_mask_seed=args.init_mask_seed or 0,
         cache_dir=str(args.cache_dir) if args.cache_dir else None, threads=args.threads, workers=args.workers,
-        limit=args.limit,
+        limit=args.limit, engine=args.engine, ray_address=args.ray_address,
     )
     res = evaluate(datasets, settings, progress=not args.no_progress)
     summaries = summarize_results(res)
@@ -153,6 +159,10 @@ def add_eval_subcommand(sub: Any, register: Any) -> None:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N samples of each dataset")
     p.add_argument("--workers", type=int, default=1, metavar="K",
                    help="parallel processes (results do not depend on it)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process or a process pool (default); ray: actors on a Ray cluster")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (auto, ray://HOST:10001, HOST:6379; default: start a local Ray)")
     p.add_argument("--threads", type=int, default=None, metavar="T",
                    help="threads per session (default: backend default with 1 worker, else cores / workers)")
     p.add_argument("--json", metavar="OUT.json",

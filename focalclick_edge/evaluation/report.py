@@ -141,6 +141,8 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
             "init_mask_seed": s.init_mask_seed if s.from_init_mask else None,
             "init_mask_cache": str(Path(s.cache_dir).resolve()) if s.from_init_mask and s.cache_dir else None,
             "workers": res.workers,
+            "engine": s.engine,
+            "ray_address": s.ray_address,
             "threads": res.threads,
             "thread_settings": res.thread_settings,
             "notes": ("Sessions stop at stop_iou (0.95 by default; the official --target-iou is 0.90) so "

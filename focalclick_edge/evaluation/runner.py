@@ -76,6 +76,8 @@ class EvalSettings:
     threads: int | None = None  # per Session; None: default_threads(workers)
     workers: int = 1
     limit: int | None = None  # first N samples of each dataset
+    engine: str = "local"  # "local" (this process / a process pool) or "ray"
+    ray_address: str | None = None  # None: start a local Ray (engine "ray" only)
 
 
 @dataclass
@@ -176,12 +178,25 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
         raise UserError("no samples to evaluate")
     workers = min(settings.workers, len(tasks))
     threads = settings.threads if settings.threads is not None else default_threads(workers)
+    if settings.engine == "ray":  # an actor reserves `threads` CPUs of the cluster, 1 unless asked
+        threads = settings.threads or 1
     n_runs = len(settings.runs)
 
     slots: list[list[Any]] = [[None] * n for n in counts]
     bar = _progress(len(tasks) * n_runs, progress)
     try:
-        if workers == 1:
+        if settings.engine == "ray":
+            from .ray_engine import RayEngine
+
+            engine = RayEngine(settings, datasets, workers, threads, settings.ray_address)
+            try:
+                threads_info = engine.thread_settings()
+                for out in engine.run(tasks):
+                    slots[out[0]][out[1]] = out
+                    bar.update(n_runs)
+            finally:
+                engine.close()
+        elif workers == 1:
             # In-process: same code path as a worker, without the process start-up cost.
             _build_state(settings, datasets, threads)
             threads_info = {**thread_settings(threads), "start_method": "in-process"}
