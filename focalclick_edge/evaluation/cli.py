@@ -99,6 +99,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise UserError(f"--stop-iou must be in (0, 1.01], got {args.stop_iou:g} (1.01: always run every click)")
     if not args.from_init_mask and (args.init_mask_seed is not None or args.cache_dir is not None):
         raise UserError("--init-mask-seed and --cache-dir only apply with --from-init-mask")
+    if not 0 <= args.misleading <= args.max_clicks - 1:
+        raise UserError(f"--misleading must be in [0, {args.max_clicks - 1}] (clicks 2..{args.max_clicks} can "
+                        f"mislead), got {args.misleading}")
+    if args.seed is not None and not args.misleading:
+        raise UserError("--seed only applies with --misleading K")
     if args.ray_address and args.engine != "ray":
         raise UserError("--ray-address only applies with --engine ray")
     if args.engine == "ray":
@@ -117,6 +122,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from_init_mask=args.from_init_mask, init_mask_seed=args.init_mask_seed or 0,
         cache_dir=str(args.cache_dir) if args.cache_dir else None, threads=args.threads, workers=args.workers,
         limit=args.limit, engine=args.engine, ray_address=args.ray_address,
+        misleading=args.misleading, misleading_seed=args.seed or 0,
     )
     res = evaluate(datasets, settings, progress=not args.no_progress)
     summaries = summarize_results(res)
@@ -153,6 +159,10 @@ def add_eval_subcommand(sub: Any, register: Any) -> None:
                    help="seed of the initial masks (default 0)")
     p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help="initial-mask cache (default: $XDG_CACHE_HOME or ~/.cache, then focalclick-edge/init_masks)")
+    p.add_argument("--misleading", type=int, default=0, metavar="K",
+                   help="misleading clicks per sample (FDRN protocol: repetitive or label-flipped), drawn per "
+                        "sample from --seed, the same for every run (default 0: the standard protocol)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="seed of the misleading clicks (default 0)")
     p.add_argument("--max-clicks", type=int, default=20, metavar="N", help="clicks per session (default 20)")
     p.add_argument("--stop-iou", type=float, default=0.95, metavar="IOU",
                    help="stop a session at this IoU (default 0.95 so NoC95 is measured; official: 0.90)")

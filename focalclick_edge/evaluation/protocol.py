@@ -37,6 +37,7 @@ class SampleResult:
     clicks: list[tuple[int, int, bool]] = field(default_factory=list)  # (x, y, positive)
     timings: list[dict[str, float]] = field(default_factory=list)  # Session stage -> ms, per click
     init_iou: float | None = None  # IoU of the initial mask (initial-mask mode only)
+    kinds: list[str] | None = None  # per click, with a misleading-click protocol (evaluation.misleading)
 
     @property
     def latency_ms(self) -> list[float]:
@@ -51,9 +52,11 @@ def evaluate_sample(
     max_clicks: int = 20,
     stop_iou: float = DEFAULT_STOP_IOU,
     init_mask: np.ndarray | None = None,
+    clicker: Clicker | None = None,
 ) -> SampleResult:
     """Run one simulated annotation session of ``image`` / ``gt`` (int8 1/0/-1, or bool) on ``session``
-    (a ``runtime.Session`` or anything with ``set_image``/``set_mask``/``add_click``)."""
+    (a ``runtime.Session`` or anything with ``set_image``/``set_mask``/``add_click``). ``clicker``: a fresh
+    clicker for ``gt`` to use instead of the standard one (e.g. ``misleading.MisleadingClicker``)."""
     if max_clicks < 1:
         raise ValueError(f"max_clicks must be >= 1, got {max_clicks}")
     gt = np.asarray(gt)
@@ -65,7 +68,8 @@ def evaluate_sample(
         out.init_iou = float(iou(gt, pred))
     else:
         pred = np.zeros(gt.shape[:2], dtype=bool)
-    clicker = Clicker(gt)
+    if clicker is None:
+        clicker = Clicker(gt)
     stop = np.float32(stop_iou)
     for _ in range(max_clicks):
         click = clicker.make_next_click(pred)
@@ -77,6 +81,8 @@ def evaluate_sample(
         out.timings.append(dict(result.timings))
         if np.float32(value) >= stop:
             break
+    if hasattr(clicker, "kinds"):
+        out.kinds = list(clicker.kinds)
     return out
 
 

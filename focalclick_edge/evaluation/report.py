@@ -77,6 +77,8 @@ def format_table(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> str:
     k = min(MIOU_AT, s.max_clicks)
     n = {ds: len(names) for ds, names in res.names.items()}
     mode = "from initial masks" if s.from_init_mask else "from scratch"
+    if s.misleading:
+        mode += f", {s.misleading} misleading clicks (seed {s.misleading_seed})"
     head_line = (f"{', '.join(f'{d} ({n[d]} samples)' for d in n)} | {mode} | max {s.max_clicks} clicks, "
                  f"stop at IoU {s.stop_iou:g} | {res.workers} worker(s) x {res.threads or 'default'} threads")
     width = max([len("run")] + [len(key) for key in summaries])
@@ -115,6 +117,16 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _click_protocol(s: Any) -> dict[str, Any]:
+    if not s.misleading:
+        return {"name": "standard"}
+    return {"name": "misleading (FDRN)", "misleading_per_sample": s.misleading, "seed": s.misleading_seed,
+            "kinds": ["repetitive: positive click inside the previous predicted mask",
+                      "false: the standard click with its label flipped"],
+            "notes": "positions and kinds drawn per sample from (seed, sample name), never click 1, the same "
+                     "for every run; samples.*.kinds says what each click was"}
+
+
 def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     s = res.settings
     several = len(res.datasets) > 1
@@ -122,7 +134,8 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
     for ds in res.datasets:
         for run in s.runs:
             samples[run_key(ds, run, several)] = {
-                name: {"ious": r.ious, "clicks": [[x, y, int(p)] for x, y, p in r.clicks]}
+                name: {"ious": r.ious, "clicks": [[x, y, int(p)] for x, y, p in r.clicks],
+                       **({"kinds": r.kinds} if r.kinds is not None else {})}
                 for name, r in zip(res.names[ds], res.results[(ds, run)], strict=True)
             }
     report: dict[str, Any] = {
@@ -133,6 +146,7 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
             "datasets": res.datasets,
             "runs": list(s.runs),
             "mode": "init_mask" if s.from_init_mask else "scratch",
+            "click_protocol": _click_protocol(s),
             "max_clicks": s.max_clicks,
             "thresholds": list(THRESHOLDS),
             "stop_iou": s.stop_iou,

@@ -77,6 +77,8 @@ class EvalSettings:
     workers: int = 1
     limit: int | None = None  # first N samples of each dataset
     engine: str = "local"  # "local" (this process / a process pool) or "ray"
+    misleading: int = 0  # misleading clicks per sample (evaluation.misleading), 0: the standard protocol
+    misleading_seed: int = 0
     ray_address: str | None = None  # None: start a local Ray (engine "ray" only)
 
 
@@ -142,9 +144,15 @@ def _run_task(task: tuple[int, int]) -> tuple[int, int, str, dict[str, SampleRes
         init_mask = cache.get_or_create(ds_name, sample.name, sample.image, sample.gt, settings.init_mask_seed)
         init_info = {"file": str(cache.path(ds_name, sample.name, settings.init_mask_seed))}
     per_run = {}
+    plan = None
+    if settings.misleading:
+        from .misleading import MisleadingClicker, plan_for
+
+        plan = plan_for(sample.name, settings.misleading, settings.misleading_seed, settings.max_clicks)
     for run, session in _STATE["sessions"].items():
+        clicker = None if plan is None else MisleadingClicker(sample.gt, plan)
         per_run[run] = evaluate_sample(session, sample.image, sample.gt, max_clicks=settings.max_clicks,
-                                       stop_iou=settings.stop_iou, init_mask=init_mask)
+                                       stop_iou=settings.stop_iou, init_mask=init_mask, clicker=clicker)
     if init_info is not None:
         init_info["iou"] = next(iter(per_run.values())).init_iou
     return ds_index, index, sample.name, per_run, init_info
