@@ -69,7 +69,12 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     backend = BACKEND_ALIASES.get(args.backend)
     if backend is None:
         raise UserError(f"unknown backend {args.backend!r}; choose onnxruntime (ort) or openvino (ov)")
+    from .runtime.cfr import parse_cfr
+    from .runtime.paper_merge import wrap_session
+
+    spec = parse_cfr(args.cfr)
     session = Session(args.model, backend=backend, precision=args.precision, threads=args.threads)
+    session = wrap_session(session, args.merge, spec)
     session.set_image(image)
     if args.init_mask:
         session.set_mask(read_mask(args.init_mask, image.shape[:2]))
@@ -131,6 +136,10 @@ def add_subcommands(sub: Any, register: Any) -> None:
     p.add_argument("--backend", default="onnxruntime", help="onnxruntime (ort) or openvino (ov)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--cfr", default=None, metavar="SPEC",
+                   help="cascade-forward refinement after each click: N (CFR-N) or aN (A-CFR-N), e.g. 1, a4")
+    p.add_argument("--merge", choices=("official", "paper"), default="official",
+                   help="Progressive Merge: official or paper (after click 10, no label-0 flood)")
     p.add_argument("--out", required=True, help="mask PNG to write (0 / 255)")
     p.add_argument("--overlay", help="also write the image with the mask and clicks drawn on it")
     register("segment")(_cmd_segment)

@@ -102,6 +102,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if not 0 <= args.misleading <= args.max_clicks - 1:
         raise UserError(f"--misleading must be in [0, {args.max_clicks - 1}] (clicks 2..{args.max_clicks} can "
                         f"mislead), got {args.misleading}")
+    from ..runtime.cfr import parse_cfr
+
+    parse_cfr(args.cfr)  # a bad spec: one line, before anything runs
     if args.seed is not None and not args.misleading:
         raise UserError("--seed only applies with --misleading K")
     if args.ray_address and args.engine != "ray":
@@ -122,7 +125,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         from_init_mask=args.from_init_mask, init_mask_seed=args.init_mask_seed or 0,
         cache_dir=str(args.cache_dir) if args.cache_dir else None, threads=args.threads, workers=args.workers,
         limit=args.limit, engine=args.engine, ray_address=args.ray_address,
-        misleading=args.misleading, misleading_seed=args.seed or 0,
+        misleading=args.misleading, misleading_seed=args.seed or 0, cfr=args.cfr, merge=args.merge,
     )
     res = evaluate(datasets, settings, progress=not args.no_progress)
     summaries = summarize_results(res)
@@ -163,6 +166,12 @@ def add_eval_subcommand(sub: Any, register: Any) -> None:
                    help="misleading clicks per sample (FDRN protocol: repetitive or label-flipped), drawn per "
                         "sample from --seed, the same for every run (default 0: the standard protocol)")
     p.add_argument("--seed", type=int, default=None, metavar="S", help="seed of the misleading clicks (default 0)")
+    p.add_argument("--cfr", default=None, metavar="SPEC",
+                   help="cascade-forward refinement after each click: N (CFR-N), aN (A-CFR-N: stop once <= 20 "
+                        "pixels change), optionally @K for the first K clicks only (e.g. 1, a4, a4@1)")
+    p.add_argument("--merge", choices=("official", "paper"), default="official",
+                   help="Progressive Merge: official (only with --from-init-mask, label-0 flood) or paper "
+                        "(from scratch after click 10, no flood)")
     p.add_argument("--max-clicks", type=int, default=20, metavar="N", help="clicks per session (default 20)")
     p.add_argument("--stop-iou", type=float, default=0.95, metavar="IOU",
                    help="stop a session at this IoU (default 0.95 so NoC95 is measured; official: 0.90)")

@@ -79,6 +79,13 @@ def format_table(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> str:
     mode = "from initial masks" if s.from_init_mask else "from scratch"
     if s.misleading:
         mode += f", {s.misleading} misleading clicks (seed {s.misleading_seed})"
+    if s.cfr:
+        from ..runtime.cfr import parse_cfr
+
+        spec = parse_cfr(s.cfr)
+        mode += f", {spec.name if spec else 'no CFR'}"
+    if s.merge != "official":
+        mode += f", {s.merge} merge"
     head_line = (f"{', '.join(f'{d} ({n[d]} samples)' for d in n)} | {mode} | max {s.max_clicks} clicks, "
                  f"stop at IoU {s.stop_iou:g} | {res.workers} worker(s) x {res.threads or 'default'} threads")
     width = max([len("run")] + [len(key) for key in summaries])
@@ -117,6 +124,13 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cfr_json(text: str | None) -> dict[str, Any] | None:
+    from ..runtime.cfr import parse_cfr
+
+    spec = parse_cfr(text)
+    return None if spec is None else spec.to_json()
+
+
 def _click_protocol(s: Any) -> dict[str, Any]:
     if not s.misleading:
         return {"name": "standard"}
@@ -147,6 +161,8 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
             "runs": list(s.runs),
             "mode": "init_mask" if s.from_init_mask else "scratch",
             "click_protocol": _click_protocol(s),
+            "cfr": _cfr_json(s.cfr),
+            "merge": s.merge,
             "max_clicks": s.max_clicks,
             "thresholds": list(THRESHOLDS),
             "stop_iou": s.stop_iou,

@@ -79,6 +79,8 @@ class EvalSettings:
     engine: str = "local"  # "local" (this process / a process pool) or "ray"
     misleading: int = 0  # misleading clicks per sample (evaluation.misleading), 0: the standard protocol
     misleading_seed: int = 0
+    cfr: str | None = None  # cascade-forward refinement spec (runtime.cfr.parse_cfr), e.g. "1", "a4"
+    merge: str = "official"  # Progressive Merge: "official" or "paper" (runtime.paper_merge)
     ray_address: str | None = None  # None: start a local Ray (engine "ray" only)
 
 
@@ -107,6 +109,11 @@ def _build_state(settings: EvalSettings, datasets: list[tuple[str, SegmentationD
     for run in settings.runs:
         backend, precision = run_backend(run)
         sessions[run] = Session(settings.model_dir, backend=backend, precision=precision, threads=threads)
+    if settings.cfr or settings.merge != "official":
+        from ..runtime.cfr import parse_cfr
+        from ..runtime.paper_merge import wrap_session
+
+        sessions = {run: wrap_session(s, settings.merge, parse_cfr(settings.cfr)) for run, s in sessions.items()}
     cache = None
     if settings.from_init_mask:
         cache = InitialMaskCache(settings.cache_dir or default_cache_dir())
