@@ -88,3 +88,11 @@ def test_a_killed_ray_actor_loses_no_sample(model_dir, local_ray):
         for i, want in enumerate(expected.results[(name, "ort-fp32")]):
             got = by_task[(d, i)]
             assert (got.ious, got.clicks) == (want.ious, want.clicks)
+
+
+def test_an_unreachable_ray_address_is_a_one_line_error(model_dir, capsys):
+    rc = _eval("--model", model_dir, "--dataset", f"GrabCut={DATASETS[0][1]}", "--runs", "ort-fp32",
+               "--engine", "ray", "--ray-address", "127.0.0.1:9")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "--ray-address 127.0.0.1:9: nothing answers there" in err and "Traceback" not in err

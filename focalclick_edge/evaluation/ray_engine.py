@@ -54,6 +54,21 @@ def local_ray_options(num_cpus: int) -> dict[str, Any]:
             "configure_logging": True, "logging_level": "ERROR", "runtime_env": {"env_vars": {"PYTHONPATH": path}}}
 
 
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A one-line error for a ``HOST:PORT`` / ``ray://HOST:PORT`` address nothing listens on (Ray itself
+    keeps retrying for minutes); ``auto`` and addresses without a port are left to Ray."""
+    import socket
+
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UserError(f"--ray-address {address}: nothing answers there ({exc.strerror or exc}); start the "
+                        "cluster with `ray start --head` or check the address") from None
+
+
 class _EvalActor:
     """One worker process: Sessions built once, then one sample per call."""
 
@@ -85,6 +100,8 @@ class RayEngine:
                  address: str | None = None) -> None:
         self.ray = ray = import_ray()
         self.started_ray = False
+        if address:
+            check_reachable(address)
         if not ray.is_initialized():
             if address:
                 kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False,
