@@ -149,3 +149,38 @@ def test_the_ignore_band_and_clicked_pixels_are_never_clicked_while_errors_remai
 def test_mismatched_prediction_shape_is_rejected():
     with pytest.raises(ValueError, match="differs from gt shape"):
         next_click(np.zeros((4, 4), np.int8), np.zeros((4, 5), bool))
+
+
+def _exact_sq_distance(region: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Brute force: squared distance from each (y, x) to the nearest pixel outside ``region`` or the image."""
+    outside = ~np.pad(region, 1)
+    oy, ox = np.nonzero(outside)
+    oy, ox = oy - 1, ox - 1
+    return np.array([int(((oy - y) ** 2 + (ox - x) ** 2).min()) for y, x in zip(ys, xs, strict=True)])
+
+
+def test_the_click_does_not_depend_on_opencvs_thread_count_and_is_the_exact_deepest_pixel():
+    # An error region of GrabCut `bush` at click 5 (b0-s1): its deepest pixels tie, and OpenCV's precise
+    # distance transform made (141, 341) or (142, 342) one ulp deeper with 2 threads or with 1.
+    case = np.load(REFERENCE.parent / "clicker_tie_region.npz")
+    shape = tuple(int(v) for v in case["shape"])
+    region = np.unpackbits(case["region_packbits"])[: shape[0] * shape[1]].reshape(shape).astype(bool)
+    gt = region.astype(np.int8)
+    empty = np.zeros(shape, bool)
+    before = cv2.getNumThreads()
+    try:
+        clicks = set()
+        for threads in (1, 2, 4, 0):
+            cv2.setNumThreads(threads)
+            clicks.add(next_click(gt, empty))
+    finally:
+        cv2.setNumThreads(before)
+    assert len(clicks) == 1
+    (click,) = clicks
+    # Exact squared distances of every pixel within an ulp-sized margin of OpenCV's deepest value.
+    dt = cv2.distanceTransform(np.pad(region.astype(np.uint8), 1), cv2.DIST_L2, 0)[1:-1, 1:-1]
+    ys, xs = np.nonzero(dt >= dt.max() - 1e-3)
+    d2 = _exact_sq_distance(region, ys, xs)
+    best = np.flatnonzero(d2 == d2.max())
+    assert len(best) > 1  # a real tie
+    assert click == Click(int(ys[best[0]]), int(xs[best[0]]), True)  # raster order: nonzero is row-major

@@ -9,6 +9,7 @@ the other pairs an "everything is object" FP32 run with an "everything is backgr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -339,3 +340,22 @@ def test_unknown_or_missing_run_is_a_one_line_error(gate_setup, capsys):
     assert "has no ov-fp16 model" in capsys.readouterr().err
     assert _eval("--model", model, "--dataset", f"whole={data}", "--runs", "trt-fp32") == 2
     assert "unknown run" in capsys.readouterr().err
+
+
+def test_one_and_two_workers_give_identical_per_sample_ious_with_an_exported_model(b0s1_fp32_model_dir, tmp_path):
+    reports = {}
+    for workers in (1, 2):
+        out = tmp_path / f"w{workers}.json"
+        rc = _eval("--model", b0s1_fp32_model_dir, "--dataset", f"GrabCut={GRABCUT}", "--dataset",
+                   f"Berkeley={BERKELEY}", "--runs", "ort-fp32,ov-fp32", "--max-clicks", 4, "--stop-iou", 1.01,
+                   "--workers", workers, "--json", out)
+        assert rc == 0
+        reports[workers] = json.loads(out.read_text())
+    one, two = reports[1], reports[2]
+    assert one["samples"] == two["samples"]
+    assert all(len(s["ious"]) == 4 for run in one["samples"].values() for s in run.values())
+    # The thread settings each engine ran with are stated: in-process defaults vs 1 thread per worker.
+    t1, t2 = one["settings"]["thread_settings"], two["settings"]["thread_settings"]
+    assert t1["start_method"] == "in-process" and t2["start_method"] == "spawn"
+    assert t2["session_threads"] == max(1, (os.cpu_count() or 1) // 2) and t2["opencv"] == t2["session_threads"]
+    assert {"onnxruntime", "openvino", "blas", "env"} <= set(t1)

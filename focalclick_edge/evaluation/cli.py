@@ -68,6 +68,20 @@ def _handle(args: argparse.Namespace) -> int:
         raise UserError(f"--stop-iou must be in (0, 1.01], got {args.stop_iou:g} (1.01: always run every click)")
     if not args.from_init_mask and (args.init_mask_seed is not None or args.cache_dir is not None):
         raise UserError("--init-mask-seed and --cache-dir only apply with --from-init-mask")
+    if not 0 <= args.misleading <= args.max_clicks - 1:
+        raise UserError(f"--misleading must be in [0, {args.max_clicks - 1}] (clicks 2..{args.max_clicks} can "
+                        f"mislead), got {args.misleading}")
+    from ..runtime.cfr import parse_cfr
+
+    parse_cfr(args.cfr)  # a bad spec: one line, before anything runs
+    if args.seed is not None and not args.misleading:
+        raise UserError("--seed only applies with --misleading K")
+    if args.ray_address and args.engine != "ray":
+        raise UserError("--ray-address only applies with --engine ray")
+    if args.engine == "ray":
+        from .ray_engine import import_ray
+
+        import_ray()  # not installed: say so before anything runs
     runs = _resolve_runs(args.runs, args.model)
     if args.max_noc_drop is not None:
         check_gate_runs(runs)
@@ -79,7 +93,8 @@ def _handle(args: argparse.Namespace) -> int:
         model_dir=str(args.model), runs=tuple(runs), max_clicks=args.max_clicks, stop_iou=args.stop_iou,
         from_init_mask=args.from_init_mask, init_mask_seed=args.init_mask_seed or 0,
         cache_dir=str(args.cache_dir) if args.cache_dir else None, threads=args.threads, workers=args.workers,
-        limit=args.limit,
+        limit=args.limit, engine=args.engine, ray_address=args.ray_address,
+        misleading=args.misleading, misleading_seed=args.seed or 0, cfr=args.cfr, merge=args.merge,
     )
     res = evaluate(datasets, settings, progress=not args.no_progress)
     summaries = summarize_results(res)
@@ -118,6 +133,16 @@ def add_parser(sub: Any) -> Any:
     p.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
                    help="initial-mask cache (default: $FOCALCLICK_EDGE_CACHE/init_masks, else $XDG_CACHE_HOME or "
                         "~/.cache, then focalclick-edge/init_masks)")
+    p.add_argument("--misleading", type=int, default=0, metavar="K",
+                   help="misleading clicks per sample (FDRN protocol: repetitive or label-flipped), drawn per "
+                        "sample from --seed, the same for every run (default 0: the standard protocol)")
+    p.add_argument("--seed", type=int, default=None, metavar="S", help="seed of the misleading clicks (default 0)")
+    p.add_argument("--cfr", default=None, metavar="SPEC",
+                   help="cascade-forward refinement after each click: N (CFR-N), aN (A-CFR-N: stop once <= 20 "
+                        "pixels change), optionally @K for the first K clicks only (e.g. 1, a4, a4@1)")
+    p.add_argument("--merge", choices=("official", "paper"), default="official",
+                   help="Progressive Merge: official (only with --from-init-mask, label-0 flood) or paper "
+                        "(from scratch after click 10, no flood)")
     p.add_argument("--max-clicks", type=positive_int, default=20, metavar="N", help="clicks per session (default 20)")
     p.add_argument("--stop-iou", type=float, default=0.95, metavar="IOU",
                    help="stop a session at this IoU (default 0.95 so NoC95 is measured; official: 0.90)")
@@ -125,6 +150,10 @@ def add_parser(sub: Any) -> Any:
                    help="only the first N samples of each dataset")
     p.add_argument("--workers", type=positive_int, default=1, metavar="K",
                    help="parallel processes (results do not depend on it)")
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process or a process pool (default); ray: actors on a Ray cluster")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (auto, ray://HOST:10001, HOST:6379; default: start a local Ray)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="T",
                    help="threads per session (default: backend default with 1 worker, else cores / workers)")
     p.add_argument("--json", metavar="OUT.json",

@@ -30,6 +30,7 @@ class Playback:
     timings: list[dict[str, float]] = field(default_factory=list)  # Session stage -> ms, per click
     masks: list[np.ndarray] = field(default_factory=list)  # with keep_masks: bool copies after each click
     init_iou: float | None = None  # IoU of the initial mask (with a ground truth and an initial mask)
+    kinds: list[str] | None = None  # per click, from a clicker that labels them (evaluation.misleading)
 
 
 def play_session(
@@ -42,10 +43,13 @@ def play_session(
     max_clicks: int = 20,
     stop_iou: float | None = None,
     keep_masks: bool = False,
+    clicker: Any | None = None,
 ) -> Playback:
     """Play one session. ``image``: set it first (otherwise the image already set is used, from a fresh
     state). ``init_mask``: start from it (Interactive Mask Correction). ``clicks``: replay these instead
-    of running the clicker (which needs ``gt``); ``gt`` (int8 1/0/-1, or bool) also gives the IoUs."""
+    of running the clicker (which needs ``gt``); ``gt`` (int8 1/0/-1, or bool) also gives the IoUs.
+    ``clicker``: a fresh clicker for ``gt`` instead of the standard one (e.g. misleading.MisleadingClicker);
+    its ``kinds``, where it has them, are copied into the playback."""
     if clicks is None and gt is None:
         raise ValueError("play_session needs gt (for the clicker) or clicks (to replay)")
     if clicks is None and max_clicks < 1:
@@ -63,7 +67,10 @@ def play_session(
         if image is None:
             session.reset()
         pred = np.zeros(gt.shape[:2], dtype=bool) if gt is not None else None
-    clicker = Clicker(gt) if clicks is None else None
+    if clicks is not None:
+        clicker = None
+    elif clicker is None:
+        clicker = Clicker(gt)
     stop = None if stop_iou is None else np.float32(stop_iou)
     for k in range(max_clicks if clicks is None else len(clicks)):
         if clicker is not None:
@@ -83,6 +90,8 @@ def play_session(
             out.ious.append(value)
             if stop is not None and np.float32(value) >= stop:
                 break
+    if clicker is not None and hasattr(clicker, "kinds"):
+        out.kinds = list(clicker.kinds)
     return out
 
 

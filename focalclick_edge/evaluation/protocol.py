@@ -36,6 +36,7 @@ class SampleResult:
     clicks: list[tuple[int, int, bool]] = field(default_factory=list)  # (x, y, positive)
     timings: list[dict[str, float]] = field(default_factory=list)  # Session stage -> ms, per click
     init_iou: float | None = None  # IoU of the initial mask (initial-mask mode only)
+    kinds: list[str] | None = None  # per click, with a misleading-click protocol (evaluation.misleading)
 
     @property
     def latency_ms(self) -> list[float]:
@@ -50,12 +51,16 @@ def evaluate_sample(
     max_clicks: int = 20,
     stop_iou: float = DEFAULT_STOP_IOU,
     init_mask: np.ndarray | None = None,
+    clicker: Any | None = None,
 ) -> SampleResult:
     """Run one simulated annotation session of ``image`` / ``gt`` (int8 1/0/-1, or bool) on ``session``
     (a ``runtime.Session`` or anything with ``set_image``/``set_mask``/``add_click``): the session player
-    with the NoC clicker and the stop IoU."""
-    played = play_session(session, gt, image=image, init_mask=init_mask, max_clicks=max_clicks, stop_iou=stop_iou)
-    return SampleResult(ious=played.ious, clicks=played.clicks, timings=played.timings, init_iou=played.init_iou)
+    with the NoC clicker and the stop IoU. ``clicker``: a fresh clicker for ``gt`` to use instead of the
+    standard one (e.g. ``misleading.MisleadingClicker``)."""
+    played = play_session(session, gt, image=image, init_mask=init_mask, max_clicks=max_clicks, stop_iou=stop_iou,
+                          clicker=clicker)
+    return SampleResult(ious=played.ious, clicks=played.clicks, timings=played.timings, init_iou=played.init_iou,
+                        kinds=played.kinds)
 
 
 __all__ = ["DEFAULT_STOP_IOU", "SampleResult", "evaluate_sample"]

@@ -76,6 +76,15 @@ def format_table(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> str:
     k = min(MIOU_AT, s.max_clicks)
     n = {ds: len(names) for ds, names in res.names.items()}
     mode = "from initial masks" if s.from_init_mask else "from scratch"
+    if s.misleading:
+        mode += f", {s.misleading} misleading clicks (seed {s.misleading_seed})"
+    if s.cfr:
+        from ..runtime.cfr import parse_cfr
+
+        spec = parse_cfr(s.cfr)
+        mode += f", {spec.name if spec else 'no CFR'}"
+    if s.merge != "official":
+        mode += f", {s.merge} merge"
     head_line = (f"{', '.join(f'{d} ({n[d]} samples)' for d in n)} | {mode} | max {s.max_clicks} clicks, "
                  f"stop at IoU {s.stop_iou:g} | {res.workers} worker(s) x {res.threads or 'default'} threads")
     width = max([len("run")] + [len(key) for key in summaries])
@@ -114,6 +123,23 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def _cfr_json(text: str | None) -> dict[str, Any] | None:
+    from ..runtime.cfr import parse_cfr
+
+    spec = parse_cfr(text)
+    return None if spec is None else spec.to_json()
+
+
+def _click_protocol(s: Any) -> dict[str, Any]:
+    if not s.misleading:
+        return {"name": "standard"}
+    return {"name": "misleading (FDRN)", "misleading_per_sample": s.misleading, "seed": s.misleading_seed,
+            "kinds": ["repetitive: positive click inside the previous predicted mask",
+                      "false: the standard click with its label flipped"],
+            "notes": "positions and kinds drawn per sample from (seed, sample name), never click 1, the same "
+                     "for every run; samples.*.kinds says what each click was"}
+
+
 def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict[str, Any]:
     s = res.settings
     several = len(res.datasets) > 1
@@ -121,7 +147,8 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
     for ds in res.datasets:
         for run in s.runs:
             samples[run_key(ds, run, several)] = {
-                name: {"ious": r.ious, "clicks": [[x, y, int(p)] for x, y, p in r.clicks]}
+                name: {"ious": r.ious, "clicks": [[x, y, int(p)] for x, y, p in r.clicks],
+                       **({"kinds": r.kinds} if r.kinds is not None else {})}
                 for name, r in zip(res.names[ds], res.results[(ds, run)], strict=True)
             }
     report: dict[str, Any] = {
@@ -132,6 +159,9 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
             "datasets": res.datasets,
             "runs": list(s.runs),
             "mode": "init_mask" if s.from_init_mask else "scratch",
+            "click_protocol": _click_protocol(s),
+            "cfr": _cfr_json(s.cfr),
+            "merge": s.merge,
             "max_clicks": s.max_clicks,
             "thresholds": list(THRESHOLDS),
             "stop_iou": s.stop_iou,
@@ -140,7 +170,10 @@ def build_report(res: EvalResults, summaries: dict[str, dict[str, Any]]) -> dict
             "init_mask_seed": s.init_mask_seed if s.from_init_mask else None,
             "init_mask_cache": str(Path(s.cache_dir).resolve()) if s.from_init_mask and s.cache_dir else None,
             "workers": res.workers,
+            "engine": s.engine,
+            "ray_address": s.ray_address,
             "threads": res.threads,
+            "thread_settings": res.thread_settings,
             "notes": ("Sessions stop at stop_iou (0.95 by default; the official --target-iou is 0.90) so "
                       "NoC85/90/95 come from one pass; mIoU@k carries the last IoU forward after a stop. "
                       "samples.*.clicks are [x, y, positive]. Latency = the Session's total per click"

@@ -10,7 +10,8 @@ sample (``set_image`` / ``set_mask`` reset every per-image state of a ``Session`
 a pure function of (image, gt, seed, name) and is written to the disk cache before any run uses it,
 and both backends give bit-identical outputs for any thread count (checked for ONNX Runtime and
 OpenVINO on CPU; the worker-count test compares 1 worker at the backend's default threads with 2
-workers at 1 thread each).
+workers at 1 thread each), and the clicker compares exact integer distances, not OpenCV's
+thread-dependent float ones (see ``determinism``).
 
 Processes are started with ``spawn``: forking a parent that has ONNX Runtime / OpenVINO thread pools
 can deadlock, and spawn behaves the same on Linux, macOS and Windows.
@@ -31,6 +32,7 @@ from ..errors import UserError
 from ..runtime.model_dir import ModelDir
 from ..runtime.runs import RUN_IDS, get_run
 from .datasets import SegmentationDataset
+from .determinism import configure_worker_threads, thread_settings
 from .initial_masks import InitialMaskCache
 from .protocol import DEFAULT_STOP_IOU, SampleResult, evaluate_sample
 
@@ -68,6 +70,12 @@ class EvalSettings:
     threads: int | None = None  # per Session; None: default_threads(workers)
     workers: int = 1
     limit: int | None = None  # first N samples of each dataset
+    engine: str = "local"  # "local" (this process / a process pool) or "ray"
+    misleading: int = 0  # misleading clicks per sample (evaluation.misleading), 0: the standard protocol
+    misleading_seed: int = 0
+    cfr: str | None = None  # cascade-forward refinement spec (runtime.cfr.parse_cfr), e.g. "1", "a4"
+    merge: str = "official"  # Progressive Merge: "official" or "paper" (runtime.paper_merge)
+    ray_address: str | None = None  # None: start a local Ray (engine "ray" only)
 
 
 @dataclass
@@ -80,6 +88,7 @@ class EvalResults:
     results: dict[tuple[str, str], list[SampleResult]]  # (dataset, run) -> one per sample
     init_masks: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # dataset -> {iou, file}
     wall_s: float = 0.0
+    thread_settings: dict[str, Any] = field(default_factory=dict)  # as a worker process runs
 
 
 # ---------------------------------------------------------------------------------------------- worker
@@ -95,6 +104,11 @@ def _build_state(settings: EvalSettings, datasets: list[tuple[str, SegmentationD
         spec = get_run(run)
         sessions[run] = Session(settings.model_dir, backend=spec.backend, precision=spec.precision, threads=threads,
                                 refiner_precision=spec.refiner_precision)
+    if settings.cfr or settings.merge != "official":
+        from ..runtime.cfr import parse_cfr
+        from ..runtime.paper_merge import wrap_session
+
+        sessions = {run: wrap_session(s, settings.merge, parse_cfr(settings.cfr)) for run, s in sessions.items()}
     cache = None
     if settings.from_init_mask:
         cache = InitialMaskCache(settings.cache_dir or cache_dir(INIT_MASK_CACHE))
@@ -104,14 +118,16 @@ def _build_state(settings: EvalSettings, datasets: list[tuple[str, SegmentationD
 def _init_worker(settings: EvalSettings, datasets: list[tuple[str, SegmentationDataset]], threads: int | None,
                  cv_threads: int | None) -> None:
     if cv_threads is not None:
-        import cv2
-
-        cv2.setNumThreads(cv_threads)  # OpenCV's own pool would compete with the other workers
+        configure_worker_threads(cv_threads)  # OpenCV / BLAS pools would compete with the other workers
     try:
         _build_state(settings, datasets, threads)
     except Exception as exc:
         # A Pool whose initializer raises restarts the worker forever; hand the error to the first task.
         _STATE["error"] = exc
+
+
+def _worker_thread_settings(threads: int | None) -> dict[str, Any]:
+    return {**thread_settings(threads), "start_method": "spawn"}
 
 
 def _run_task(task: tuple[int, int]) -> tuple[int, int, str, dict[str, SampleResult], dict[str, Any] | None]:
@@ -130,9 +146,15 @@ def _run_task(task: tuple[int, int]) -> tuple[int, int, str, dict[str, SampleRes
         init_mask = cache.get_or_create(ds_name, sample.name, sample.image, sample.gt, settings.init_mask_seed)
         init_info = {"file": str(cache.path(ds_name, sample.name, settings.init_mask_seed))}
     per_run = {}
+    plan = None
+    if settings.misleading:
+        from .misleading import MisleadingClicker, plan_for
+
+        plan = plan_for(sample.name, settings.misleading, settings.misleading_seed, settings.max_clicks)
     for run, session in _STATE["sessions"].items():
+        clicker = None if plan is None else MisleadingClicker(sample.gt, plan)
         per_run[run] = evaluate_sample(session, sample.image, sample.gt, max_clicks=settings.max_clicks,
-                                       stop_iou=settings.stop_iou, init_mask=init_mask)
+                                       stop_iou=settings.stop_iou, init_mask=init_mask, clicker=clicker)
     if init_info is not None:
         init_info["iou"] = next(iter(per_run.values())).init_iou
     return ds_index, index, sample.name, per_run, init_info
@@ -166,14 +188,28 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
         raise UserError("no samples to evaluate")
     workers = min(settings.workers, len(tasks))
     threads = settings.threads if settings.threads is not None else default_threads(workers)
+    if settings.engine == "ray":  # an actor reserves `threads` CPUs of the cluster, 1 unless asked
+        threads = settings.threads or 1
     n_runs = len(settings.runs)
 
     slots: list[list[Any]] = [[None] * n for n in counts]
     bar = _progress(len(tasks) * n_runs, progress)
     try:
-        if workers == 1:
+        if settings.engine == "ray":
+            from .ray_engine import RayEngine
+
+            engine = RayEngine(settings, datasets, workers, threads, settings.ray_address)
+            try:
+                threads_info = engine.thread_settings()
+                for out in engine.run(tasks):
+                    slots[out[0]][out[1]] = out
+                    bar.update(n_runs)
+            finally:
+                engine.close()
+        elif workers == 1:
             # In-process: same code path as a worker, without the process start-up cost.
             _build_state(settings, datasets, threads)
+            threads_info = {**thread_settings(threads), "start_method": "in-process"}
             try:
                 for task in tasks:
                     out = _run_task(task)
@@ -185,6 +221,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
             ctx = mp.get_context("spawn")
             with ctx.Pool(workers, initializer=_init_worker,
                           initargs=(settings, datasets, threads, threads or 1)) as pool:
+                threads_info = pool.apply(_worker_thread_settings, (threads,))
                 # chunksize 1: samples differ a lot in cost (a sample can stop at click 1 or run 20).
                 for out in pool.imap_unordered(_run_task, tasks, chunksize=1):
                     slots[out[0]][out[1]] = out
@@ -204,7 +241,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
     return EvalResults(
         settings=settings, threads=threads, workers=workers,
         datasets={name: str(ds.root) for name, ds in datasets}, names=names, results=results,
-        init_masks=init_masks, wall_s=time.perf_counter() - t0,
+        init_masks=init_masks, wall_s=time.perf_counter() - t0, thread_settings=threads_info,
     )
 
 

@@ -56,8 +56,13 @@ def _handle(args: argparse.Namespace) -> int:
     image = read_image(args.image)
     for x, y, _ in args.click:  # before loading the model
         check_click(x, y, image.shape[:2])
+    from .cfr import parse_cfr
+    from .paper_merge import wrap_session
+
+    spec = parse_cfr(args.cfr)
     session = Session(args.model or _shipped_model(), backend=args.backend, precision=args.precision,
                       threads=args.threads)
+    session = wrap_session(session, args.merge, spec)
     session.set_image(image)
     if args.init_mask:
         session.set_mask(read_mask(args.init_mask, image.shape[:2]))
@@ -85,6 +90,10 @@ def add_parser(sub: Any) -> Any:
     p.add_argument("--backend", type=backend, default="onnxruntime", help="onnxruntime (ort) or openvino (ov)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--threads", type=positive_int, default=None)
+    p.add_argument("--cfr", default=None, metavar="SPEC",
+                   help="cascade-forward refinement after each click: N (CFR-N) or aN (A-CFR-N), e.g. 1, a4")
+    p.add_argument("--merge", choices=("official", "paper"), default="official",
+                   help="Progressive Merge: official or paper (after click 10, no label-0 flood)")
     p.add_argument("--out", required=True, help="mask PNG to write (0 / 255)")
     p.add_argument("--overlay", help="also write the image with the mask and clicks drawn on it")
     return _handle
