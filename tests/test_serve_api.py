@@ -473,3 +473,22 @@ def test_serve_app_speaks_the_label_studio_ml_backend_protocol_under_its_prefix(
     assert setup.status_code == 200 and "model_version" in setup.json()
     bad = client.post("/label-studio/predict", json={"tasks": "nope"})
     assert bad.status_code == 400 and "error" in bad.json()
+
+
+def test_serve_with_cfr_answers_the_masks_of_a_cfr_session(b0s1_fp32_model_dir, reference):
+    """`serve --cfr 1`: each click's mask is the one a CFR-1 Session gives for the same clicks."""
+    from focalclick_edge.runtime.cfr import parse_cfr
+    from focalclick_edge.runtime.paper_merge import wrap_session
+
+    http = make_client(b0s1_fp32_model_dir, cfr="1")
+    assert http.get("/healthz").json()["cfr"] == "1"
+    made = http.post("/v1/sessions", content=IMAGE.read_bytes(), headers={"content-type": "image/jpeg"})
+    sid = made.json()["session"]
+    cfr = wrap_session(reference.spawn(), "official", parse_cfr("1"))
+    cfr.set_image(read_image(IMAGE))
+    for x, y, p in CLICKS:
+        got = http.post(f"/v1/sessions/{sid}/clicks", json={"x": x, "y": y, "positive": p}).json()
+        mask = cv2.imdecode(np.frombuffer(base64.b64decode(got["mask_png"]), np.uint8), cv2.IMREAD_GRAYSCALE) > 0
+        assert np.array_equal(mask, cfr.add_click(x, y, p).mask)
+    with pytest.raises(UserError, match="cfr"):
+        ServeSettings(model_dir=b0s1_fp32_model_dir, cfr="x9").check()

@@ -123,6 +123,8 @@ def _info(settings: ServeSettings, model_name: str, run_id: str, engine: Engine)
         "precision": engine.precision,
         "threads": settings.threads,
         "graph_workers": engine.workers,
+        "cfr": settings.cfr,
+        "merge": settings.merge,
         "cpu": fp["model"],
         "cpus": fp["available_cpus"],
         "auth": bool(settings.token),
@@ -138,7 +140,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     model_path = Path(settings.model_dir) if settings.model_dir else default_model_dir()
     model = ModelDir.open(model_path)
     run_id, backend, precision = resolve_run(model, settings.run, settings.backend, settings.precision)
-    engine = Engine(model_path, backend, precision, settings.threads, settings.graph_workers)
+    engine = Engine(model_path, backend, precision, settings.threads, settings.graph_workers, settings.cfr,
+                    settings.merge)
     if settings.warmup:
         engine.warm_up()
     metrics = Metrics()

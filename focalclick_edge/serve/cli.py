@@ -31,6 +31,10 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p.add_argument("--max-image-mp", type=float, default=50.0)
     p.add_argument("--max-memory-mb", type=float, default=4096.0,
                    help="memory cap for all sessions' arrays; past it the least recently used are evicted")
+    p.add_argument("--cfr", default=None, metavar="SPEC",
+                   help="cascade-forward refinement after each click: N (CFR-N) or aN (A-CFR-N), e.g. 1, a4")
+    p.add_argument("--merge", choices=("official", "paper"), default="official",
+                   help="Progressive Merge: official or paper (after click 10, no label-0 flood)")
     p.add_argument("--token", default=None, help="require Authorization: Bearer TOKEN on the API")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback --host without --token")
     p.add_argument("--cors", action="append", default=[], metavar="ORIGIN",
@@ -53,6 +57,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         port=args.port, threads=args.threads, max_sessions=args.max_sessions, session_ttl=args.session_ttl,
         max_upload_mb=args.max_upload_mb, max_image_mp=args.max_image_mp, max_memory_mb=args.max_memory_mb,
         token=args.token, insecure=args.insecure, cors=tuple(args.cors), graph_workers=args.graph_workers,
+        cfr=args.cfr, merge=args.merge,
     )
     _check_port_free(settings.host, settings.port)
     app = create_app(settings)

@@ -34,6 +34,8 @@ class ServeSettings:
     cors: tuple[str, ...] = ()
     graph_workers: int = 1  # Sessions running graphs at once (1 = one lock; >1 ONNX Runtime only)
     warmup: bool = True
+    cfr: str | None = None  # cascade-forward refinement after each click (runtime/cfr.py: "1", "a4", ...)
+    merge: str = "official"  # Progressive Merge: official or paper (runtime/paper_merge.py)
 
     def check(self) -> None:
         """Refuse settings that would be unsafe or cannot work, before anything is loaded."""
@@ -46,6 +48,12 @@ class ServeSettings:
                 raise UserError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.threads is not None and self.threads <= 0:
             raise UserError(f"--threads must be positive, got {self.threads}")
+        from ..runtime.cfr import parse_cfr
+        from ..runtime.paper_merge import MERGE_MODES
+
+        parse_cfr(self.cfr)  # a bad spec: one line, before the model loads
+        if self.merge not in MERGE_MODES:
+            raise UserError(f"--merge {self.merge!r}: choose one of {', '.join(MERGE_MODES)}")
         if not 0 <= self.port <= 65535:
             raise UserError(f"--port {self.port} is not a TCP port (0-65535)")
 
