@@ -46,12 +46,12 @@ def _settings(model_dir, workers: int, engine: str) -> EvalSettings:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ray_engine_throughput(benchmark, model_dir, datasets, local_ray, workers):
-    from focalclick_edge.evaluation.ray_engine import RayEngine
+    from focalclick_edge.evaluation.runner import ray_engine
 
     settings = _settings(model_dir, workers, "ray")
     tasks = [(d, i) for d, (_, ds) in enumerate(datasets) for i in range(len(ds))] * PASSES
     t0 = time.perf_counter()
-    engine = RayEngine(settings, datasets, workers=workers, threads=1)
+    engine = ray_engine(settings, datasets, workers=workers, threads=1)
     try:
         ray.get([a.pid.remote() for a in engine.actors])  # every actor up, Sessions compiled
         startup = time.perf_counter() - t0

@@ -14,8 +14,8 @@ from conftest import FIXTURES  # noqa: E402
 from test_eval_cli import _add_openvino_fp32, _blob_graphs, _eval, _new_card, _write_onnx  # noqa: E402
 
 from focalclick_edge.evaluation.datasets import load_dataset  # noqa: E402
-from focalclick_edge.evaluation.ray_engine import RayEngine, local_ray_options  # noqa: E402
-from focalclick_edge.evaluation.runner import EvalSettings, evaluate  # noqa: E402
+from focalclick_edge.evaluation.ray_engine import local_ray_options  # noqa: E402
+from focalclick_edge.evaluation.runner import EvalSettings, evaluate, ray_engine  # noqa: E402
 
 DATASETS = [("GrabCut", FIXTURES / "data" / "GrabCut"), ("Berkeley", FIXTURES / "data" / "Berkeley"),
             ("COCO_MVal", FIXTURES / "data" / "COCO_MVal")]
@@ -66,7 +66,7 @@ def test_a_killed_ray_actor_loses_no_sample(model_dir, local_ray):
     expected = evaluate(datasets, settings, progress=False)
 
     tasks = [(d, i) for d, (_, ds) in enumerate(datasets) for i in range(len(ds))]
-    engine = RayEngine(settings, datasets, workers=2, threads=1)
+    engine = ray_engine(settings, datasets, workers=2, threads=1)
     killed = []
 
     def kill_mid_run(task, actor):

@@ -70,14 +70,18 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 class _EvalActor:
-    """One worker process: Sessions built once, then one sample per call."""
+    """One worker process: Sessions built once (``build_state``), then one sample per call (``run_task``).
 
-    def __init__(self, settings: Any, datasets: Any, threads: int | None) -> None:
+    The two functions come from the caller (evaluation.runner), pickled by reference, so this module
+    needs nothing from the runner that drives it."""
+
+    def __init__(self, settings: Any, datasets: Any, threads: int | None, build_state: Callable[..., None],
+                 run_task: Callable[[tuple[int, int]], Any]) -> None:
         from .determinism import configure_worker_threads
-        from .runner import _build_state
 
         configure_worker_threads(threads or 1)
-        _build_state(settings, datasets, threads)
+        build_state(settings, datasets, threads)
+        self._run_task = run_task
 
     def thread_settings(self, threads: int | None) -> dict[str, Any]:
         from .determinism import thread_settings
@@ -85,9 +89,7 @@ class _EvalActor:
         return {**thread_settings(threads), "start_method": "ray actor", "pid": os.getpid()}
 
     def run(self, task: tuple[int, int]) -> Any:
-        from .runner import _run_task
-
-        return _run_task(task)
+        return self._run_task(task)
 
     def pid(self) -> int:
         return os.getpid()
@@ -97,7 +99,8 @@ class RayEngine:
     """Actors over a local or remote Ray; ``run(tasks)`` yields each task's result as it finishes."""
 
     def __init__(self, settings: Any, datasets: Sequence[Any], workers: int, threads: int | None,
-                 address: str | None = None) -> None:
+                 address: str | None, build_state: Callable[..., None],
+                 run_task: Callable[[tuple[int, int]], Any]) -> None:
         self.ray = ray = import_ray()
         self.started_ray = False
         if address:
@@ -115,7 +118,8 @@ class RayEngine:
                                 "start one with `ray start --head` or check the address") from None
             self.started_ray = True
         remote = ray.remote(num_cpus=threads or 1, max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=TASK_RETRIES)
-        self.actors = [remote(_EvalActor).remote(settings, list(datasets), threads) for _ in range(workers)]
+        self.actors = [remote(_EvalActor).remote(settings, list(datasets), threads, build_state, run_task)
+                       for _ in range(workers)]
         self.threads = threads
 
     def thread_settings(self) -> dict[str, Any]:

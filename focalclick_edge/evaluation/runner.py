@@ -161,6 +161,15 @@ def _run_task(task: tuple[int, int]) -> tuple[int, int, str, dict[str, SampleRes
 
 
 # ---------------------------------------------------------------------------------------------- driver
+def ray_engine(settings: EvalSettings, datasets: Sequence[tuple[str, SegmentationDataset]], workers: int,
+               threads: int | None) -> Any:
+    """A ``ray_engine.RayEngine`` whose actors run this module's worker functions (at ``settings.ray_address``,
+    or a local Ray)."""
+    from .ray_engine import RayEngine
+
+    return RayEngine(settings, datasets, workers, threads, settings.ray_address, _build_state, _run_task)
+
+
 def _progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
@@ -196,9 +205,7 @@ def evaluate(datasets: Sequence[tuple[str, SegmentationDataset]], settings: Eval
     bar = _progress(len(tasks) * n_runs, progress)
     try:
         if settings.engine == "ray":
-            from .ray_engine import RayEngine
-
-            engine = RayEngine(settings, datasets, workers, threads, settings.ray_address)
+            engine = ray_engine(settings, datasets, workers, threads)
             try:
                 threads_info = engine.thread_settings()
                 for out in engine.run(tasks):
