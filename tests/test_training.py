@@ -119,3 +119,34 @@ def test_published_card_takes_the_noc_figures_of_eval_results(tmp_path):
     assert [(r["run"], r["mode"], r["noc90"]) for r in rows] == [("ort-fp32", "scratch", 5.25),
                                                                  ("ov-int8", "scratch", 5.5)]
     assert rows[0]["miou_at_k"] == [0.5, 0.75] and rows[0]["dataset"] == "GrabCut"
+
+
+def test_init_starts_from_given_weights_with_ema_and_cosine_schedule(tmp_path: Path) -> None:
+    """--init loads the weights (step 0, fresh optimiser), the EMA copy is saved as ema.pth and kept in
+    resume.pt, and the cosine schedule ends at min_lr_frac x lr."""
+    from focalclick_edge.models.checkpoint import read_checkpoint
+    from focalclick_edge.training.trainer import lr_at
+
+    first = tmp_path / "a"
+    cfg = TrainConfig(variant="b0-s1", data=[("COCO_MVal", str(DATA))], out=str(first), iters=1, batch=2,
+                      warmup=1, save_every=100, threads=1, seed=3, max_next_clicks=0, bn_recal_batches=1)
+    train(cfg)
+    init_state, _ = read_checkpoint(first / "last.pth")
+
+    out = tmp_path / "b"
+    cfg2 = TrainConfig(variant="b0-s1", data=[("COCO_MVal", str(DATA))], out=str(out), iters=2, batch=2,
+                       warmup=1, save_every=100, threads=1, seed=4, max_next_clicks=0, bn_recal_batches=1,
+                       init=str(first / "last.pth"), schedule="cosine", ema=0.5, lr=1e-9)
+    summary = train(cfg2)
+    assert summary["step"] == 2
+    # lr 1e-9 barely moves the weights: the run really started from the --init weights, not from scratch.
+    state, _ = read_checkpoint(out / "last.pth")
+    key = next(k for k, t in init_state.items() if t.is_floating_point() and t.ndim == 4)
+    assert torch.allclose(state[key], init_state[key], atol=1e-5)
+    assert (out / "ema.pth").exists()
+    resume = torch.load(out / "resume.pt", map_location="cpu", weights_only=True)
+    assert set(resume["ema"]) == set(state)
+    sched = TrainConfig(iters=100, warmup=10, lr=1.0, schedule="cosine", min_lr_frac=0.02)
+    assert lr_at(sched, 10) == pytest.approx(1.0)
+    assert lr_at(sched, 100) == pytest.approx(0.02)
+    assert lr_at(sched, 55) == pytest.approx(0.51)

@@ -60,6 +60,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     resume: bool = False
+    init: str = ""  # official-format checkpoint to start from (fresh optimiser) when nothing is resumed
+    schedule: str = "step"  # "step" (milestones) or "cosine" (to min_lr_frac x lr at iters)
+    min_lr_frac: float = 0.02
+    ema: float = 0.0  # weight EMA decay per step (0 = off); validation and best.pth then use the EMA weights
 
 
 def _log(msg: str) -> None:
@@ -95,8 +99,40 @@ def init_weights(model: torch.nn.Module) -> None:
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
     warm = min(1.0, (step + 1) / max(1, cfg.warmup))
+    if cfg.schedule == "cosine":
+        t = min(1.0, max(0, step - cfg.warmup) / max(1, cfg.iters - cfg.warmup))
+        lo = cfg.lr * cfg.min_lr_frac
+        return warm * (lo + (cfg.lr - lo) * 0.5 * (1.0 + math.cos(math.pi * t)))
     decays = sum(step >= int(f * cfg.iters) for f in cfg.milestones)
     return cfg.lr * warm * cfg.lr_gamma**decays
+
+
+class WeightEMA:
+    """Exponential moving average of the float weights; buffers (BN statistics) are copied, since precise-BN
+    recalibration replaces them before every use of the averaged model anyway.
+
+    Why: at batch 4 on CPU every step is noisy; the average of the last ~1/(1-decay) steps validates
+    better than the last step at no extra forward cost."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: t.detach().clone() for k, t in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for k, t in model.state_dict().items():
+            e = self.state[k]
+            if t.is_floating_point():
+                e.mul_(self.decay).add_(t.detach(), alpha=1.0 - self.decay)
+            else:
+                e.copy_(t)
+
+    def model_copy(self, model: torch.nn.Module) -> torch.nn.Module:
+        import copy
+
+        m = copy.deepcopy(model)
+        m.load_state_dict(self.state, strict=True)
+        return m
 
 
 def _stack(samples: list[TrainSample], dev: torch.device) -> dict[str, torch.Tensor]:
@@ -221,6 +257,9 @@ def _val_samples(cfg: TrainConfig) -> list[tuple[np.ndarray, np.ndarray]]:
         return []
     # Masks are checked only for the chosen samples: reading all 5,019 DUTS-TE masks costs a minute.
     sets = open_datasets(cfg.val, check_masks=False)
+    if cfg.val_count <= 0:  # every image of the (already split-off) validation folders
+        return [(smp.image, smp.gt) for s in sets for smp in (s.dataset[i] for i in range(len(s)))  # type: ignore[index]
+                if (smp.gt == 1).any()]
     per = max(1, cfg.val_count // len(sets))
     out = []
     for s in sets:
@@ -262,6 +301,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
     start, best, wall = 0, math.inf, 0.0
     resume_path, last_path, best_path = out_dir / "resume.pt", out_dir / "last.pth", out_dir / "best.pth"
+    saved: dict[str, Any] | None = None
     if cfg.resume and resume_path.exists() and last_path.exists():
         from ..models.checkpoint import read_checkpoint
 
@@ -273,11 +313,22 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         _set_rng_state(rng, saved["rng"])
         torch.set_rng_state(saved["torch_rng"])
         _log(f"resumed from step {start} (best NoC@90 {best:.2f}, {wall / 3600:.2f} h trained)")
+    elif cfg.init:
+        from ..models.checkpoint import read_checkpoint
+
+        state, _ = read_checkpoint(cfg.init)
+        model.load_state_dict(state, strict=True)
+        saved = None
+        _log(f"initialised from {cfg.init} (fresh optimiser, step 0)")
     else:
+        saved = None
         init_weights(model)
         if cfg.resume:
             _log(f"--resume: nothing to resume in {out_dir}, starting from scratch")
     model.to(dev).train()
+    ema = WeightEMA(model, cfg.ema) if cfg.ema > 0 else None
+    if ema is not None and saved is not None and "ema" in saved:
+        ema.state = {k: t.to(dev) for k, t in saved["ema"].items()}
     for st in optim.state.values():
         for k, t in st.items():
             if isinstance(t, torch.Tensor):
@@ -297,7 +348,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
         save_official_checkpoint(model, variant, last_path)
         save_resume({"step": step, "optimizer": optim.state_dict(), "rng": _rng_state(rng),
                      "torch_rng": torch.get_rng_state(), "best_noc90": best, "wall_s": wall,
-                     "variant": variant.id}, resume_path)
+                     "variant": variant.id, **({"ema": ema.state} if ema is not None else {})}, resume_path)
 
     from tqdm import tqdm
 
@@ -325,6 +376,8 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optim.step()
+                if ema is not None:
+                    ema.update(model)
             step += 1
             dt = time.perf_counter() - t0
             wall += dt
@@ -343,8 +396,16 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                     recalibrate_bn(model, pool, cfg, seed=cfg.seed * 1_000_003 + step,
                                    batches=cfg.bn_recal_batches, dev=dev)
                 save(step)
+                judged = model
+                if ema is not None:
+                    # The averaged weights get their own precise-BN statistics (same batches).
+                    judged = ema.model_copy(model)
+                    if cfg.bn_recal_batches > 0:
+                        recalibrate_bn(judged, pool, cfg, seed=cfg.seed * 1_000_003 + step,
+                                       batches=cfg.bn_recal_batches, dev=dev)
+                    save_official_checkpoint(judged, variant, out_dir / "ema.pth")
             if val_samples and (step % cfg.val_every == 0 or step == cfg.iters):
-                last_val = noc_validation_safe(model, val_samples)
+                last_val = noc_validation_safe(judged, val_samples)
                 last_val.update({"step": step, "seconds": round(time.perf_counter() - tv, 1),
                                  "wall_h": round(wall / 3600, 3)})
                 with open(out_dir / "val_log.jsonl", "a") as fh:
@@ -352,7 +413,7 @@ def train(cfg: TrainConfig) -> dict[str, Any]:
                 _log(f"validation at step {step}: {last_val}")
                 if last_val.get("NoC@90", math.inf) < best:
                     best = last_val["NoC@90"]
-                    save_official_checkpoint(model, variant, best_path)
+                    save_official_checkpoint(judged, variant, best_path)
                     _log(f"new best NoC@90 {best:.2f} -> {best_path}")
                 save(step)
     finally:
