@@ -492,3 +492,24 @@ def test_serve_with_cfr_answers_the_masks_of_a_cfr_session(b0s1_fp32_model_dir, 
         assert np.array_equal(mask, cfr.add_click(x, y, p).mask)
     with pytest.raises(UserError, match="cfr"):
         ServeSettings(model_dir=b0s1_fp32_model_dir, cfr="x9").check()
+
+
+def test_auto_skips_an_int8_run_whose_recorded_agreement_is_under_the_floor(tmp_path):
+    """`--run auto` serves ov-int8 only when the export's recorded agreement with FP32 passes the floor."""
+    import json
+    import shutil
+
+    from focalclick_edge.assets import shipped_model_dir
+    from focalclick_edge.runtime.model_dir import ModelDir
+    from focalclick_edge.serve.settings import AUTO_MIN_AGREEMENT
+
+    model = tmp_path / "m"
+    shutil.copytree(shipped_model_dir("b0-s1"), model)
+    card_path = model / "model_card.json"
+    card = json.loads(card_path.read_text())
+    card["quantization"]["agreement"]["openvino/int8"]["mean_iou"] = AUTO_MIN_AGREEMENT - 0.01
+    card_path.write_text(json.dumps(card))
+    assert resolve_run(ModelDir.open(model), "auto", None, "fp32")[0] == "ort-fp32"
+    card["quantization"]["agreement"]["openvino/int8"]["mean_iou"] = AUTO_MIN_AGREEMENT + 0.01
+    card_path.write_text(json.dumps(card))
+    assert resolve_run(ModelDir.open(model), "auto", None, "fp32")[0] == "ov-int8"
