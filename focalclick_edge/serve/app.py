@@ -291,27 +291,28 @@ def create_app(settings: ServeSettings) -> FastAPI:
                 commit(sid, st, after)
         return answer(out, fmt, t0, "preview" if preview else "click")
 
-    @api.post("/sessions/{sid}/undo")
-    def undo(sid: str, format: str = "png") -> JSONResponse:
+    def step(sid: str, format: str, kind: str, op: Any) -> JSONResponse:
+        """Undo / reset: ``op(state) -> (outcome, new state)`` under the session's lock, answered like a click."""
         t0 = time.perf_counter()
         fmt = check_format(format)
         st = store.get(sid)
         with st.lock:
-            if not st.clicks:
-                raise ApiError(409, "nothing to undo: the session has no clicks since it was created or reset")
-            out, after = engine.undo(st)
+            out, after = op(st)
             commit(sid, st, after)
-        return answer(out, fmt, t0, "undo")
+        return answer(out, fmt, t0, kind)
+
+    def undo_op(st: ImageState) -> Any:
+        if not st.clicks:
+            raise ApiError(409, "nothing to undo: the session has no clicks since it was created or reset")
+        return engine.undo(st)
+
+    @api.post("/sessions/{sid}/undo")
+    def undo(sid: str, format: str = "png") -> JSONResponse:
+        return step(sid, format, "undo", undo_op)
 
     @api.post("/sessions/{sid}/reset")
     def reset(sid: str, format: str = "png") -> JSONResponse:
-        t0 = time.perf_counter()
-        fmt = check_format(format)
-        st = store.get(sid)
-        with st.lock:
-            out, after = engine.reset(st)
-            commit(sid, st, after)
-        return answer(out, fmt, t0, "reset")
+        return step(sid, format, "reset", engine.reset)
 
     @api.get("/sessions/{sid}/mask.png")
     def mask(sid: str) -> Response:

@@ -7,10 +7,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runtime.model_dir import ModelDir
-from ..runtime.runs import BACKEND_ALIASES, RUNS
+from ..runtime.runs import RUN_IDS, backend_name, get_run, run_for, runs_in
 
-RUN_IDS = {r.id: (r.backend, r.precision) for r in RUNS}  # run id -> (backend, precision)
-RUN_OF = {v: k for k, v in RUN_IDS.items()}
 # `auto` for now: the first of these the model directory holds both graphs of (real selection comes later),
 # skipping an INT8 run whose recorded agreement with FP32 (the export's held-out click sessions, mean IoU)
 # is under AUTO_MIN_AGREEMENT: a faster run that moves masks that much is not the better default. The
@@ -22,7 +20,7 @@ AUTO_MIN_AGREEMENT = 0.85
 @dataclass
 class ServeSettings:
     model_dir: Path | None = None  # None: the b0-s1 model shipped in the package
-    run: str = "auto"  # auto | a RUN_IDS key; ignored when backend is given
+    run: str = "auto"  # auto | a run id of runtime/runs.py; ignored when backend is given
     backend: str | None = None
     precision: str = "fp32"
     host: str = "127.0.0.1"
@@ -85,27 +83,28 @@ def default_model_dir() -> Path:
 def resolve_run(model: ModelDir, run: str, backend: str | None, precision: str) -> tuple[str, str, str]:
     """(run id, backend, precision) to serve; ``auto`` takes the first of AUTO_ORDER the directory has."""
     if backend is not None:
-        full = BACKEND_ALIASES.get(backend)
-        if full is None:
-            raise UserError(f"unknown backend {backend!r}; choose onnxruntime (ort) or openvino (ov)")
-        pair = (full, precision)
-        return RUN_OF.get(pair, f"{full}-{precision}"), full, precision
+        full = backend_name(backend)
+        spec = run_for(full, precision)
+        return (spec.id if spec else f"{full}-{precision}"), full, precision
     have = _complete_runs(model)
     if run == "auto":
         for rid in AUTO_ORDER:
-            if RUN_IDS[rid] in have and recorded_agreement(model, rid) >= AUTO_MIN_AGREEMENT:
-                return (rid, *RUN_IDS[rid])
-        names = ", ".join(RUN_OF.get(p, "/".join(p)) for p in sorted(have)) or "nothing"
+            spec = get_run(rid)
+            if (spec.backend, spec.precision) in have and recorded_agreement(model, rid) >= AUTO_MIN_AGREEMENT:
+                return rid, spec.backend, spec.precision
+        names = ", ".join(runs_in(sorted(have))) or "nothing"
         raise UserError(f"{model.path} has neither {' nor '.join(AUTO_ORDER)} (it has: {names}); pass --run RUNID")
     if run not in RUN_IDS:
         raise UserError(f"unknown run {run!r}; choose auto or one of: {', '.join(RUN_IDS)}")
-    return (run, *RUN_IDS[run])
+    spec = get_run(run)
+    return run, spec.backend, spec.precision
 
 
 def recorded_agreement(model: ModelDir, run: str) -> float:
     """Mean IoU with FP32 that the export recorded for an INT8 run (1.0 for float runs or when none is
     recorded: nothing says it is worse)."""
-    backend, precision = RUN_IDS[run]
+    spec = get_run(run)
+    backend, precision = spec.backend, spec.precision
     if precision != "int8":
         return 1.0
     agreement = (model.card.get("quantization") or {}).get("agreement") or {}
