@@ -32,8 +32,8 @@ def open_run(model_dir: Path, run: str, threads: int) -> Session:
 class ClickInputs:
     """Every intermediate of click ``BENCH_CLICK``, computed the way Session.add_click does."""
 
-    image: np.ndarray  # (3, H, W) float32
-    prev_prob: np.ndarray
+    image: np.ndarray  # (3, H, W) uint8, as the Session keeps it (crops scale by 1/255)
+    prev_prob: np.ndarray  # dense copy of the session's tiled map
     clicks: np.ndarray  # (N, 3) float64 rows (y, x, positive)
     input_box: tuple[int, int, int, int]  # inclusive Zoom-In box used for the crop
     global_roi: tuple[int, int, int, int]
@@ -52,3 +52,4 @@ class ClickInputs:
     ref_radius: float
     segmentor_feeds: dict[str, np.ndarray]  # what the Segmentor graph received
     session: Session  # ort-fp32 session the inputs came from (its Target Crop code is benchmarked)
+    prev_map: object = None  # the session's own tiled previous map (what _segmentor_feeds reads)

@@ -82,12 +82,13 @@ def click_inputs(model_dir, image_and_gt, click_list, threads) -> ClickInputs:
     h, w = planar.shape[1:]
     # The Target Crop's internal frame: (y, x, positive) rows.
     clicks = np.array([(cy, cx, float(cp)) for cx, cy, cp in [*st.clicks, click_list[BENCH_CLICK]]], np.float64)
-    box = g.zoom_in_box(st.zoom_prev, clicks, (h, w)) or (0, h - 1, 0, w - 1)
+    prev_map, prev_prob = st.prev_prob, st.prev_prob.to_array()  # the Session keeps tiled maps
+    box = g.zoom_in_box(st.zoom_prev.to_array(), clicks, (h, w)) or (0, h - 1, 0, w - 1)
     result = s.add_click(*click_list[BENCH_CLICK])
     global_roi = result.target_box  # the (possibly stale) Zoom-In box, as the session used it
     n = s.net_size
     # The session's own Target Crop and logits upsampling (the graph may take the backbone size).
-    feeds = {k: np.array(v) for k, v in s._segmentor_feeds(planar, st.prev_prob, box, clicks).items()}
+    feeds = {k: np.array(v) for k, v in s._segmentor_feeds(planar, prev_map, box, clicks).items()}
     coarse, feature = (np.array(o) for o in s._segmentor.run(feeds))
     coarse256 = np.array(s._logits_at_net_size(coarse))
     gy1, gy2, gx1, gx2 = global_roi
@@ -97,10 +98,10 @@ def click_inputs(model_dir, image_and_gt, click_list, threads) -> ClickInputs:
     logit_box = _logit(prob_in)
     pred = np.zeros((h, w), bool)
     pred[gy1:gy2, gx1:gx2] = logit_box > g.FOCUS_THRESH
-    prev_mask = st.prev_prob > g.FOCUS_THRESH
+    prev_mask = prev_prob > g.FOCUS_THRESH
     focus = result.focus_box
     roi = g.focus_roi_in_target_frame(focus, global_roi, n)
     refined = np.zeros((1, 1, s.ref_size, s.ref_size), np.float32) + 0.5
-    return ClickInputs(planar, st.prev_prob, clicks, box, global_roi, coarse256, feature, logit_box, pred,
+    return ClickInputs(planar, prev_prob, clicks, box, global_roi, coarse256, feature, logit_box, pred,
                        prev_mask, focus, roi, refined, n, s.ref_size, s.feature_size, s.seg_radius,
-                       s.ref_radius, feeds, s)
+                       s.ref_radius, feeds, s, prev_map)

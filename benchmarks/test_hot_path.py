@@ -62,7 +62,7 @@ def test_stage_target_crop_inputs(benchmark, click_inputs: ClickInputs):
     """Image + previous-mask crops resized into the Segmentor's input, and the click disks (the
     session's own code: for S1 the composed 256 -> 128 filter)."""
     ci = click_inputs
-    benchmark(ci.session._segmentor_feeds, ci.image, ci.prev_prob, ci.input_box, ci.clicks)
+    benchmark(ci.session._segmentor_feeds, ci.image, ci.prev_map, ci.input_box, ci.clicks)
 
 
 def test_stage_click_disks(benchmark, click_inputs: ClickInputs):
@@ -106,7 +106,8 @@ def test_stage_focus_inputs(benchmark, click_inputs: ClickInputs):
     maps = np.empty((2, r, r), np.float32)
 
     def focus_inputs() -> None:
-        g.crop_resize_align_corners(ci.image, ci.focus, (r, r), out=image_focus, channels_first=True)
+        g.crop_resize_align_corners(ci.image, ci.focus, (r, r), out=image_focus, channels_first=True,
+                                    scale=np.float32(1 / 255))
         pts = np.concatenate([g.map_clicks_to_focus(ci.clicks, ci.focus, r), ci.clicks[:, 2:3]], axis=1)
         g.click_disks(pts, (r, r), ci.ref_radius, out=maps)
         g.roi_align_aligned(ci.feature[0], ci.roi, (fs, fs), fs / n)

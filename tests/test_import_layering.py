@@ -112,7 +112,8 @@ def test_library_modules_never_import_the_command_line_layer():
 
 # Layers, bottom up: a module may import its own layer and the ones below, never one above.
 _BELOW = {
-    "runtime": {"errors", "fileio", "optional_modules"},
+    # hardware: the stdlib-only /proc/cpuinfo reader (--run auto compares the CPU with the export's).
+    "runtime": {"errors", "fileio", "optional_modules", "hardware"},
     "models": {"errors", "variants"},
     "evaluation": {"runtime", "errors", "fileio", "optional_modules", "cache_dirs", "assets", "hardware"},
 }

@@ -11,10 +11,52 @@ from ..errors import UserError
 from ..runtime.runs import RUN_IDS, TORCH_REFERENCE_RUN
 
 
+def _mp_list(text: str) -> list[float]:
+    try:
+        mps = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        mps = []
+    if not mps or any(not 0.01 <= v <= 200 for v in mps):
+        raise argparse.ArgumentTypeError(f"{text!r}: give a comma list of megapixels in [0.01, 200], e.g. 0.4,12,48")
+    return mps
+
+
+def _handle_image_size(args: argparse.Namespace) -> int:
+    from ..assets import sample_image_paths
+    from ..fileio import write_json_atomic
+    from ..hardware import available_cpus
+    from .image_size import format_image_size_table, run_image_size_bench
+
+    if (args.image is None) != (args.mask is None):
+        raise UserError("--image and --mask go together: give both, or neither for the bundled sample")
+    check_writable(args.json, "--json")
+    image, mask = (args.image, args.mask) if args.image else sample_image_paths()
+    runs = args.runs or ["ov-int8"]
+    if len(runs) != 1:
+        raise UserError("--image-mp measures one run: pass a single --runs id (or --run)")
+    kwargs = {"working_resolution": True} if args.working_resolution else {}
+    result = run_image_size_bench(args.model, runs[0], args.image_mp, args.threads or available_cpus(), image, mask,
+                                  rounds=args.rounds, session_kwargs=kwargs,
+                                  log=lambda msg: print(msg, file=sys.stderr))
+    print(format_image_size_table(result))
+    if args.json:
+        write_json_atomic(args.json, result)
+        print(f"wrote {args.json}", file=sys.stderr)
+    return 0
+
+
 def _handle(args: argparse.Namespace) -> int:
     from .report import format_table, write_json, write_plot
     from .runner import BenchConfig, run_bench
 
+    if args.run is not None:
+        from ..runtime.run_choice import resolve_run_arg
+
+        if args.runs:
+            raise UserError("pass --run or --runs, not both")
+        args.runs = [resolve_run_arg(args.run, args.model, args.threads, log=lambda m: print(m, file=sys.stderr))]
+    if args.image_mp:
+        return _handle_image_size(args)
     if args.checkpoint is not None and not args.vs_torch:
         raise UserError("--checkpoint is the PyTorch reference's checkpoint; add --vs-torch or drop it")
     check_writable(args.json, "--json")
@@ -49,6 +91,8 @@ def add_parser(sub: Any) -> Any:
     p.add_argument("--model", required=True, type=Path, help="model directory written by `export`")
     p.add_argument("--runs", type=run_list, default=None,
                    help=f"comma list of {', '.join(RUN_IDS)} (default: all the model directory has)")
+    p.add_argument("--run", default=None, metavar="ID",
+                   help="one run id, or auto: the fastest run on this CPU whose recorded accuracy passes")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for every backend (default: all CPUs this process may use)")
     p.add_argument("--clicks", type=positive_int, default=20, help="clicks per session (default 20)")
@@ -64,6 +108,11 @@ def add_parser(sub: Any) -> Any:
                         "report speed-ups")
     p.add_argument("--checkpoint", type=Path,
                    help="checkpoint for --vs-torch (default: the model card's source_checkpoint.path)")
+    p.add_argument("--image-mp", type=_mp_list, default=None,
+                   help="instead: per-click cost against image size, the image (and mask) upscaled to each of "
+                        "these megapixels, e.g. 0.4,12,48 (one run; p50 of clicks 2-8, set_image, peak RSS)")
+    p.add_argument("--working-resolution", action="store_true",
+                   help="with --image-mp: process large images at the working resolution (see README)")
     p.add_argument("--json", type=Path, help="write the full result as JSON")
     p.add_argument("--plot", type=Path, help="write stacked stage bars with the budget line as PNG")
     return _handle

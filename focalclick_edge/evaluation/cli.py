@@ -82,6 +82,12 @@ def _handle(args: argparse.Namespace) -> int:
         from .ray_engine import import_ray
 
         import_ray()  # not installed: say so before anything runs
+    if args.run is not None:
+        if args.runs:
+            raise UserError("pass --run or --runs, not both")
+        from ..runtime.run_choice import resolve_run_arg
+
+        args.runs = resolve_run_arg(args.run, args.model, args.threads, log=lambda m: print(m, file=sys.stderr))
     runs = _resolve_runs(args.runs, args.model)
     if args.max_noc_drop is not None:
         check_gate_runs(runs)
@@ -125,6 +131,8 @@ def add_parser(sub: Any) -> Any:
                    help="dataset folder; NAME picks the layout (GrabCut, Berkeley, DAVIS, COCO_MVal, SBD, or any "
                         "name for images/+masks/); repeat for several")
     p.add_argument("--runs", metavar="IDS", help="comma-separated run ids (default: every run the model directory has)")
+    p.add_argument("--run", metavar="ID", help="one run id, or auto: the fastest run on this CPU whose recorded "
+                                               "accuracy passes")
     p.add_argument("--from-init-mask", action="store_true",
                    help="Interactive Mask Correction: start every session from a generated defective mask "
                         "(the same cached mask for every run)")

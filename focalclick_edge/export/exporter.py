@@ -135,6 +135,12 @@ def export_variant(
 
             run_int8_stage(tmp, card, v, write_card, cal_set, max_drop, calib_cache_dir, progress, log,
                            timings, per_file_s)
+        # Every graph timed on the export machine, with its CPU fingerprint: `--run auto` picks from these
+        # here and re-times only on a different CPU (runtime/run_choice.py).
+        from ..runtime.run_choice import time_graphs
+
+        write_card()
+        card["run_timings"] = time_graphs(tmp, budget_s=1.0)
         timings["total_s"] = round(time.perf_counter() - t_start, 2)
         card["timings"] = {**timings, "per_file_s": per_file_s}
         write_card()

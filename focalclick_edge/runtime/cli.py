@@ -61,7 +61,11 @@ def _handle(args: argparse.Namespace) -> int:
 
     spec = parse_cfr(args.cfr)
     session = Session(args.model or _shipped_model(), backend=args.backend, precision=args.precision,
-                      threads=args.threads)
+                      threads=args.threads, working_resolution=args.working_resolution, run=args.run)
+    if session.run_choice is not None:
+        from .run_choice import describe_choice
+
+        print(describe_choice(session.run_choice))
     session = wrap_session(session, args.merge, spec)
     session.set_image(image)
     if args.init_mask:
@@ -89,11 +93,17 @@ def add_parser(sub: Any) -> Any:
     p.add_argument("--init-mask", help="start from this mask (PNG, nonzero = object)")
     p.add_argument("--backend", type=backend, default="onnxruntime", help="onnxruntime (ort) or openvino (ov)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    p.add_argument("--run", default=None,
+                   help="a run id (ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8; overrides --backend/--precision) "
+                        "or auto: the fastest run on this CPU whose recorded accuracy passes")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--cfr", default=None, metavar="SPEC",
                    help="cascade-forward refinement after each click: N (CFR-N) or aN (A-CFR-N), e.g. 1, a4")
     p.add_argument("--merge", choices=("official", "paper"), default="official",
                    help="Progressive Merge: official or paper (after click 10, no label-0 flood)")
+    p.add_argument("--working-resolution", action="store_true",
+                   help="process an image above 2 MP downscaled to 2 MP, the mask upsampled in each click's box "
+                        "(faster on large photos; masks differ from full resolution, see README)")
     p.add_argument("--out", required=True, help="mask PNG to write (0 / 255)")
     p.add_argument("--overlay", help="also write the image with the mask and clicks drawn on it")
     return _handle

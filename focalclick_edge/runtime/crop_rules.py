@@ -35,11 +35,15 @@ __all__ = [
     "click_disks",
     "focus_crop_box",
     "focus_crop_box_from_masks",
+    "focus_crop_box_in_window",
     "focus_roi_in_target_frame",
     "map_clicks_to_crop",
     "map_clicks_to_focus",
     "progressive_merge",
+    "progressive_merge_in_window",
+    "union_box",
     "zoom_in_box",
+    "zoom_in_box_from_bbox",
     "zoom_in_global_roi",
 ]
 
@@ -141,7 +145,13 @@ def zoom_in_box(prev_mask_bool: np.ndarray, clicks: Iterable[Sequence[float]], i
       ``b0-s2/scratch2`` click 4 shows exactly this. With no earlier box, everything is full image.
     """
     mask = prev_mask_bool if prev_mask_bool.dtype == np.bool_ else prev_mask_bool > cfg.target_prob_thresh
-    box = _bbox_inclusive(_as_u8(mask))
+    return zoom_in_box_from_bbox(_bbox_inclusive(_as_u8(mask)), clicks, image_hw, cfg)
+
+
+def zoom_in_box_from_bbox(box: Box4 | None, clicks: Iterable[Sequence[float]], image_hw: tuple[int, int],
+                          cfg: PipelineConfig) -> Box4 | None:
+    """``zoom_in_box`` given the inclusive bounding box of the thresholded previous mask (None: empty);
+    the Session keeps that box per tile of its map instead of thresholding the whole image."""
     if box is None:
         return None
     rmin, rmax, cmin, cmax = box
@@ -241,6 +251,45 @@ def _component_at(diff: np.ndarray, y: int, x: int) -> tuple[np.ndarray | None, 
     return None, int(cv2.countNonZero(not_diff)), tuple(int(v) for v in cv2.boundingRect(not_diff))
 
 
+def _component_in_window(diff_w: np.ndarray, window: Box4, hw: tuple[int, int], y: int, x: int
+                         ) -> tuple[np.ndarray | None, int, Rect]:
+    """``_component_at`` of a full-image ``diff`` that is zero outside ``window`` (exclusive box), given
+    only its window crop ``diff_w``. Count and rect are in image coordinates; the mask (None for label 0)
+    is window-sized.
+
+    Exact: a diff component never leaves the window (nothing outside it is set). Label 0, every non-diff
+    pixel, includes every pixel outside the window; its count and bounding rect follow from the window's.
+    """
+    wy1, wy2, wx1, wx2 = window
+    h, w = int(hw[0]), int(hw[1])
+    inside = wy1 <= y < wy2 and wx1 <= x < wx2
+    if inside and diff_w[y - wy1, x - wx1]:
+        comp, count, (rx, ry, rw, rh) = _component_at(diff_w, y - wy1, x - wx1)
+        return comp, count, (rx + wx1, ry + wy1, rw, rh)
+    du8 = _as_u8(diff_w)
+    count = h * w - int(cv2.countNonZero(du8)) if du8.size else h * w
+    if count == 0:
+        return None, 0, (0, 0, 0, 0)
+    rows = np.ones(h, np.bool_)
+    cols = np.ones(w, np.bool_)
+    if du8.size:
+        not_diff = du8 == 0
+        if wx1 == 0 and wx2 == w:  # window rows span the image: they hold a non-diff pixel only inside it
+            rows[wy1:wy2] = not_diff.any(axis=1)
+        if wy1 == 0 and wy2 == h:
+            cols[wx1:wx2] = not_diff.any(axis=0)
+    ys, xs = np.flatnonzero(rows), np.flatnonzero(cols)
+    return None, count, (int(xs[0]), int(ys[0]), int(xs[-1] - xs[0] + 1), int(ys[-1] - ys[0] + 1))
+
+
+def union_box(*boxes: Box4 | None) -> Box4 | None:
+    """The smallest exclusive box holding every given exclusive box (None entries skipped)."""
+    given = [b for b in boxes if b is not None]
+    if not given:
+        return None
+    return (min(b[0] for b in given), max(b[1] for b in given), min(b[2] for b in given), max(b[3] for b in given))
+
+
 # --------------------------------------------------------------------------------------------------
 # Focus Crop
 # --------------------------------------------------------------------------------------------------
@@ -298,14 +347,24 @@ def focus_crop_box_from_masks(pred: np.ndarray, prev: np.ndarray, global_roi: Bo
     materialising and thresholding a full-image logit map.
     """
     hw = pred.shape[:2]
+    return focus_crop_box_in_window(pred, prev, (0, hw[0], 0, hw[1]), hw, global_roi, click_yx, cfg)
+
+
+def focus_crop_box_in_window(pred_w: np.ndarray, prev_w: np.ndarray, window: Box4, image_hw: tuple[int, int],
+                             global_roi: Box4, click_yx: Sequence[int], cfg: PipelineConfig) -> Box4:
+    """``focus_crop_box_from_masks`` for two image masks that are False outside ``window`` (exclusive),
+    given their window crops: the same box, from work proportional to the window."""
+    hw = (int(image_hw[0]), int(image_hw[1]))
+    wy1, _, wx1, _ = window
     min_pixels = cfg.focus_min_mask_pixels
-    pred_u8 = _as_u8(pred)
-    pred_box = _crop_local_bbox(int(cv2.countNonZero(pred_u8)), cv2.boundingRect(pred_u8), hw, min_pixels)
-    if not prev.any():
+    pred_u8 = _as_u8(pred_w)
+    px, py, pw, ph = cv2.boundingRect(pred_u8)
+    pred_box = _crop_local_bbox(int(cv2.countNonZero(pred_u8)), (px + wx1, py + wy1, pw, ph), hw, min_pixels)
+    if not prev_w.any():
         y1, y2, x1, x2 = pred_box
     else:
         cy, cx = int(click_yx[0]), int(click_yx[1])
-        _, count, rect = _component_at(np.logical_xor(pred, prev), cy, cx)
+        _, count, rect = _component_in_window(np.logical_xor(pred_w, prev_w), window, hw, cy, cx)
         y1, y2, x1, x2 = _crop_local_bbox(count, rect, hw, min_pixels)
         hd, wd = y2 - y1, x2 - x1
         hp, wp = pred_box[1] - pred_box[0], pred_box[3] - pred_box[2]
@@ -333,13 +392,28 @@ def progressive_merge(pred_mask: np.ndarray, prev_merged: np.ndarray, click_yx: 
     """
     pred = pred_mask if pred_mask.dtype == np.bool_ else pred_mask != 0
     prev = prev_merged if prev_merged.dtype == np.bool_ else prev_merged != 0
+    merged, _ = progressive_merge_in_window(pred, prev, (0, prev.shape[0], 0, prev.shape[1]), click_yx)
+    return merged
+
+
+def progressive_merge_in_window(pred_w: np.ndarray, prev_w: np.ndarray, window: Box4, click_yx: Sequence[int]
+                                ) -> tuple[np.ndarray, bool]:
+    """``progressive_merge`` of two bool image masks that are False outside ``window`` (exclusive), given
+    their window crops: ``(merged window crop, value of the merged mask outside the window)``. Outside,
+    the merge keeps False except in the label-0 flood (click on no diff pixel, ``prev`` unset there),
+    which turns every pixel outside on."""
+    wy1, wy2, wx1, wx2 = window
     y, x = int(click_yx[0]), int(click_yx[1])
-    diff = np.logical_xor(pred, prev)
-    comp, _, _ = _component_at(diff, y, x)
+    inside = wy1 <= y < wy2 and wx1 <= x < wx2
+    diff = np.logical_xor(pred_w, prev_w)
+    comp = _component_at(diff, y - wy1, x - wx1)[0] if inside else None
     if comp is None:
         comp = ~diff
-    if prev[y, x]:
-        return prev & ~comp
-    return prev | comp
+        if inside and prev_w[y - wy1, x - wx1]:
+            return prev_w & ~comp, False
+        return prev_w | comp, True
+    if prev_w[y - wy1, x - wx1]:
+        return prev_w & ~comp, False
+    return prev_w | comp, False
 
 

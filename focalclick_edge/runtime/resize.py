@@ -53,7 +53,8 @@ def _two_taps(t: Taps) -> TapList:
     return [t[0], t[1]], [t[2], t[3]]
 
 
-def _resize_taps_2d(a: np.ndarray, ty: TapList, tx: TapList, out: np.ndarray | None) -> np.ndarray:
+def _resize_taps_2d(a: np.ndarray, ty: TapList, tx: TapList, out: np.ndarray | None,
+                    scale: np.float32 | None = None) -> np.ndarray:
     """One ``(H, W)`` or ``(H, W, C)`` separable resize: rows first, ``sum_k w_k * a[i_k]`` in float32
     (gathered in the source dtype, then converted), then the same over columns; any number of taps
     (two for a bilinear resize, four for two resizes composed).
@@ -62,13 +63,20 @@ def _resize_taps_2d(a: np.ndarray, ty: TapList, tx: TapList, out: np.ndarray | N
     ``np.take`` first copies a non-contiguous source whole, which cost more than the resize itself.
     The fresh rows are C-contiguous, so the column gather is a fast ``np.take``. Both gathers return
     new arrays: the in-place weighting never touches the source.
+
+    ``scale`` multiplies every gathered row first (float32): a uint8 image gathered and scaled by 1/255
+    gives exactly the rows of the image scaled as a whole, without keeping a float copy of it.
     """
     (iy, wy), (ix, wx) = ty, tx
     extra = (None,) * (a.ndim - 2)
     rows = a[iy[0]].astype(np.float32, copy=False)
+    if scale is not None:
+        rows *= scale
     rows *= wy[0][(slice(None), None, *extra)]
     for idx, w in zip(iy[1:], wy[1:], strict=True):
         tmp = a[idx].astype(np.float32, copy=False)
+        if scale is not None:
+            tmp *= scale
         tmp *= w[(slice(None), None, *extra)]
         rows += tmp
     res = np.take(rows, ix[0], axis=1)
@@ -85,25 +93,28 @@ def _resize_taps_2d(a: np.ndarray, ty: TapList, tx: TapList, out: np.ndarray | N
     return out
 
 
-def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], channels_first: bool, out: np.ndarray | None) -> np.ndarray:
+def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], channels_first: bool, out: np.ndarray | None,
+               scale: np.float32 | None = None) -> np.ndarray:
     """Separable align_corners resize of the spatial axes; float32 result (into ``out`` when given)."""
     oh, ow = int(out_hw[0]), int(out_hw[1])
     h, w = a.shape[-2:] if channels_first else a.shape[:2]
     if (oh, ow) == (h, w):
         if out is None:
-            return a.astype(np.float32, copy=True)
+            out = np.empty(a.shape, np.float32)
         np.copyto(out, a, casting="unsafe")
+        if scale is not None:
+            out *= scale
         return out
     ty, tx = _two_taps(_ac_taps(h, oh)), _two_taps(_ac_taps(w, ow))
     if not channels_first:
-        return _resize_taps_2d(a, ty, tx, out)
+        return _resize_taps_2d(a, ty, tx, out, scale)
     # Plane by plane: every temporary stays C-contiguous and each plane lands in its slot of the
     # (C, oh, ow) output; a 3-D fancy gather comes back in a transposed layout that made the
     # element-wise passes ~2x slower (and copying an HWC result to CHW costs another pass).
     if out is None:
         out = np.empty((a.shape[0], oh, ow), np.float32)
     for c in range(a.shape[0]):
-        _resize_taps_2d(a[c], ty, tx, out[c])
+        _resize_taps_2d(a[c], ty, tx, out[c], scale)
     return out
 
 
@@ -142,15 +153,17 @@ def resize_sparse_align_corners(planes: np.ndarray, out_hw: tuple[int, int], out
 
 
 def crop_resize_align_corners(img: np.ndarray, box_exclusive: Box4, out_hw: tuple[int, int],
-                              out: np.ndarray | None = None, channels_first: bool = False) -> np.ndarray:
+                              out: np.ndarray | None = None, channels_first: bool = False,
+                              scale: np.float32 | None = None) -> np.ndarray:
     """``img[y1:y2, x1:x2]`` resized with ``align_corners=True`` (Zoom-In and Focus Crop image inputs).
 
     Slicing is a view, so only the rows/columns the interpolation needs are ever read. With
-    ``channels_first`` the image is ``(C, H, W)`` and the box applies to its last two axes.
+    ``channels_first`` the image is ``(C, H, W)`` and the box applies to its last two axes. ``scale``
+    (e.g. 1/255 for a uint8 image) is applied to the gathered source values, as if to the whole image.
     """
     y1, y2, x1, x2 = box_exclusive
     src = img[:, y1:y2, x1:x2] if channels_first else img[y1:y2, x1:x2]
-    return resize_bilinear_align_corners(src, out_hw, out=out, channels_first=channels_first)
+    return _resize_ac(np.asarray(src), out_hw, channels_first, out, scale)
 
 
 @functools.lru_cache(maxsize=256)
@@ -166,7 +179,8 @@ def _composed_taps(n_in: int, n_mid: int, n_out: int) -> tuple[list[np.ndarray],
 
 
 def crop_resize_twice_align_corners(img: np.ndarray, box_exclusive: Box4, mid_hw: tuple[int, int],
-                                    out_hw: tuple[int, int], out: np.ndarray) -> np.ndarray:
+                                    out_hw: tuple[int, int], out: np.ndarray,
+                                    scale: np.float32 | None = None) -> np.ndarray:
     """``img[:, y1:y2, x1:x2]`` (channels first) resized to ``mid_hw`` and then to ``out_hw``, both
     bilinear ``align_corners=True``, written into ``out`` (float32, ``(C, *out_hw)``).
 
@@ -179,7 +193,7 @@ def crop_resize_twice_align_corners(img: np.ndarray, box_exclusive: Box4, mid_hw
     ty = _composed_taps(y2 - y1, int(mid_hw[0]), int(out_hw[0]))
     tx = _composed_taps(x2 - x1, int(mid_hw[1]), int(out_hw[1]))
     for c in range(src.shape[0]):
-        _resize_taps_2d(src[c], ty, tx, out[c])
+        _resize_taps_2d(src[c], ty, tx, out[c], scale)
     return out
 
 
@@ -197,3 +211,21 @@ def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.n
     return dst
 
 
+
+
+def resize_rows_source(src, out_hw: tuple[int, int], out: np.ndarray,
+                       mid_hw: tuple[int, int] | None = None) -> np.ndarray:
+    """``resize_bilinear_align_corners`` (or, with ``mid_hw``, two resizes composed as in
+    ``crop_resize_twice_align_corners``) of a 2-D source that need only support ``src.shape`` and row
+    gathers ``src[row_indices]`` (a box of the Session's tiled map): the same float32 result, and only
+    the rows the filter reads are ever assembled."""
+    h, w = src.shape
+    oh, ow = int(out_hw[0]), int(out_hw[1])
+    if mid_hw is None:
+        if (oh, ow) == (h, w):
+            np.copyto(out, src[np.arange(h)])
+            return out
+        return _resize_taps_2d(src, _two_taps(_ac_taps(h, oh)), _two_taps(_ac_taps(w, ow)), out)
+    ty = _composed_taps(h, int(mid_hw[0]), oh)
+    tx = _composed_taps(w, int(mid_hw[1]), ow)
+    return _resize_taps_2d(src, ty, tx, out)

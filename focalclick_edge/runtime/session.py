@@ -24,26 +24,69 @@ from .model_dir import ModelDir
 from .pipeline_config import OFFICIAL_PIPELINE, PipelineConfig
 from .roi_align import roi_align_aligned
 from .runs import refiner_precision_for
+from .tiled_map import BoxRows, TiledMap
 
 STAGES = ("preprocess", "segmentor", "focus_crop", "refiner", "merge", "total")
 
+#: With ``Session(working_resolution=True)``, images above this many megapixels are processed at this
+#: size; the full-resolution mask is upsampled from it inside each click's changed box.
+WORKING_MP = 2.0
 
-@dataclass
+
 class ClickResult:
-    prob: np.ndarray  # float32 HxW: the predictor's probability map
-    mask: np.ndarray  # bool HxW: prob > 0.5, or the Progressive-Merge mask when an initial mask was set
-    timings: dict[str, float]  # stage -> milliseconds
-    target_box: tuple[int, int, int, int] = (0, 0, 0, 0)  # global_roi (y1, y2, x1, x2), exclusive
-    focus_box: tuple[int, int, int, int] = (0, 0, 0, 0)
+    """One click's outcome. ``prob`` (float32 HxW, the predictor's probability map) and ``mask`` (bool HxW:
+    ``prob > 0.5``, or the Progressive-Merge mask when an initial mask was set) are built from the
+    session's tiled state when first read, as new arrays the caller may keep or modify; the session drops
+    that copy when the next click is added (reading it again rebuilds the same array)."""
+
+    __slots__ = ("_prob_map", "_mask_map", "_mask_thresh", "_cache", "_full_hw", "timings", "target_box",
+                 "focus_box")
+
+    def __init__(self, prob_map: TiledMap, mask_map: TiledMap, mask_thresh: float | None,
+                 timings: dict[str, float], target_box: tuple[int, int, int, int] = (0, 0, 0, 0),
+                 focus_box: tuple[int, int, int, int] = (0, 0, 0, 0), full_hw: tuple[int, int] | None = None) -> None:
+        self._prob_map, self._mask_map, self._mask_thresh = prob_map, mask_map, mask_thresh
+        self._full_hw = full_hw  # working resolution: prob is upsampled to this size when read
+        self._cache: dict[str, np.ndarray] = {}
+        self.timings = timings  # stage -> milliseconds
+        self.target_box = target_box  # global_roi (y1, y2, x1, x2), exclusive
+        self.focus_box = focus_box
+
+    @property
+    def prob(self) -> np.ndarray:
+        p = self._cache.get("prob")
+        if p is None:
+            p = self._prob_map.to_array()
+            if self._full_hw is not None and p.shape != self._full_hw:
+                p = _cv2().resize(p, (self._full_hw[1], self._full_hw[0]), interpolation=_cv2().INTER_LINEAR)
+            self._cache["prob"] = p
+        return p
+
+    @property
+    def mask(self) -> np.ndarray:
+        m = self._cache.get("mask")
+        if m is None:
+            m = self._cache["mask"] = self._mask_map.mask(self._mask_thresh)
+        return m
+
+    def _drop_cache(self) -> None:
+        self._cache = {}
+
+    def _arrays(self) -> list[np.ndarray]:
+        return [*self._cache.values(), *self._prob_map.arrays(), *self._mask_map.arrays()]
 
 
 @dataclass
 class _State:
+    """One click's state. Maps are persistent tiled maps: a click builds new tiles only where it changes
+    them and shares the rest with the state before, so states are never modified in place."""
+
     clicks: list[tuple[int, int, bool]] = field(default_factory=list)  # (x, y, positive)
-    prev_prob: np.ndarray | None = None
-    zoom_prev: np.ndarray | None = None  # what Zoom-In thresholds: prev probs, or the merged mask
+    prev_prob: TiledMap | None = None
+    zoom_prev: TiledMap | None = None  # what Zoom-In thresholds: prev probs, or the merged mask
     object_roi: tuple[int, int, int, int] | None = None  # inclusive, kept stale like the official ZoomIn
-    merged: np.ndarray | None = None  # Progressive-Merge mask (initial-mask mode only)
+    merged: TiledMap | None = None  # Progressive-Merge mask (initial-mask mode only)
+    full_mask: TiledMap | None = None  # working resolution only: the full-resolution mask
     result: ClickResult | None = None
 
 
@@ -54,16 +97,20 @@ class SessionSnapshot:
     image: np.ndarray | None
     state: _State
     history: tuple[_State, ...]
+    full_hw: tuple[int, int] | None = None  # the user's image size (differs under working resolution)
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by this snapshot's arrays, each array counted once (for byte-bounded caches)."""
+        """Bytes held by this snapshot's arrays (image, map tiles and their memoised masks, results'
+        materialised masks), each array counted once: states share tiles (for byte-bounded caches)."""
         seen: dict[int, int] = {}
-        arrays = [self.image]
+        arrays: list[np.ndarray | None] = [self.image]
         for st in (self.state, *self.history):
-            arrays += [st.prev_prob, st.zoom_prev, st.merged]
+            for m in (st.prev_prob, st.zoom_prev, st.merged, st.full_mask):
+                if m is not None:
+                    arrays += m.arrays()
             if st.result is not None:
-                arrays += [st.result.prob, st.result.mask]
+                arrays += st.result._arrays()
         for a in arrays:
             if a is not None:
                 seen[id(a)] = a.nbytes
@@ -98,6 +145,8 @@ def _logit(p: np.ndarray) -> np.ndarray:
         np.divide(p, out, out=out)
         return np.log(out, out=out)
 
+
+_U8 = np.float32(1.0 / 255.0)  # the image is kept as uint8; crops scale what they read
 
 FeedObserver = Callable[[str, dict[str, np.ndarray]], None]
 
@@ -144,10 +193,35 @@ class Session:
         precision: str = "fp32",
         threads: int | None = None,
         refiner_precision: str | None = None,
+        working_resolution: bool = False,
+        working_mp: float = WORKING_MP,
+        run: str | None = None,
     ) -> None:
         """``refiner_precision`` overrides the Refiner graph's precision (default: the run table's pairing,
-        runtime/runs.py). The crop / threshold constants come from the card (``ModelDir.pipeline``)."""
+        runtime/runs.py). The crop / threshold constants come from the card (``ModelDir.pipeline``).
+
+        Working resolution (opt-in, ``working_resolution=True``): the networks never see more than their
+        256 px crops, so an image above ``working_mp`` megapixels is processed downscaled to that size,
+        and each click's full-resolution mask is upsampled from the working logits inside the box that
+        click changed. Off by default: measured agreement with full-resolution processing stays below
+        the 0.995 mean IoU bar (README), so by default every image runs the official pipeline exactly.
+
+        ``run``: a run id of runtime/runs.py (overrides ``backend`` / ``precision``), or ``"auto"``: the
+        fastest run on this CPU whose recorded accuracy passes (runtime/run_choice.py; the report is kept
+        in ``run_choice``)."""
         t0 = time.perf_counter()
+        self.run_choice: dict | None = None
+        if run is not None:
+            if run == "auto":
+                from .run_choice import choose_run
+
+                spec, self.run_choice = choose_run(model_dir, threads=threads)
+            else:
+                from .runs import get_run
+
+                spec = get_run(run)
+            backend, precision = spec.backend, spec.precision
+            refiner_precision = refiner_precision or spec.refiner_precision
         self.model_dir: ModelDir | None = ModelDir.open(model_dir)
         ref_precision = refiner_precision or refiner_precision_for(backend, precision)
         # Compiled once per Session; every click reuses them (and their inference requests).
@@ -157,16 +231,18 @@ class Session:
         )
         self._setup(self.model_dir.variant, self.model_dir.preprocessing, segmentor, refiner, backend, precision,
                     self.model_dir.pipeline)
+        self.working_resolution, self.working_mp = bool(working_resolution), float(working_mp)
         self.refiner_precision = ref_precision
         self.load_ms = (time.perf_counter() - t0) * 1e3
 
     @classmethod
     def open(cls, model_dir: str | Path, backend: str = "onnxruntime", precision: str = "fp32",
-             threads: int | None = None, refiner_precision: str | None = None) -> Session:
+             threads: int | None = None, refiner_precision: str | None = None, working_resolution: bool = False,
+             working_mp: float = WORKING_MP) -> Session:
         """The convenience path: graphs, sizes and pipeline config from an exported model directory
         (the same as ``Session(model_dir, ...)``)."""
         return cls(model_dir, backend=backend, precision=precision, threads=threads,
-                   refiner_precision=refiner_precision)
+                   refiner_precision=refiner_precision, working_resolution=working_resolution, working_mp=working_mp)
 
     @classmethod
     def from_graphs(
@@ -186,6 +262,7 @@ class Session:
         self = cls.__new__(cls)
         self.model_dir = None
         self._setup(variant, preprocessing, segmentor, refiner, backend, precision, pipeline)
+        self.working_resolution, self.working_mp = False, WORKING_MP  # reference sessions: always full resolution
         self.refiner_precision = precision
         self.load_ms = 0.0
         return self
@@ -205,18 +282,23 @@ class Session:
         self.ref_radius = float(preprocessing["refiner_disk_radius"])
         self.feature_size = int(preprocessing["feature_size"])
         self._segmentor, self._refiner = segmentor, refiner
-        self._image: np.ndarray | None = None  # (3, H, W) float32 in [0, 1], channels first
+        self._image: np.ndarray | None = None  # (3, h, w) uint8, channels first (scaled by 1/255 per crop)
+        self._full_hw: tuple[int, int] | None = None  # (H, W) of the user's image; (h, w) differs when scaled
         self._state = _State()
         self._history: list[_State] = []
 
     # ----------------------------------------------------------------------------------- per image
     def set_image(self, image: np.ndarray) -> None:
         rgb = to_rgb_uint8(image)
+        self._full_hw = (int(rgb.shape[0]), int(rgb.shape[1]))
+        work_hw = self._working_hw(self._full_hw)
+        if work_hw != self._full_hw:  # area averaging: every full-resolution pixel counts once
+            rgb = _cv2().resize(rgb, (work_hw[1], work_hw[0]), interpolation=_cv2().INTER_AREA)
         # Channels first, once per image: the per-click crops then resize each plane straight into its
-        # slot of the (1, C, S, S) network inputs (3x faster than resizing HWC and transposing).
-        planar = np.empty((3, *rgb.shape[:2]), np.float32)
-        np.multiply(rgb.transpose(2, 0, 1), np.float32(1.0 / 255.0), out=planar)
-        self._image = planar
+        # slot of the (1, C, S, S) network inputs (3x faster than resizing HWC and transposing). Kept as
+        # uint8 (a quarter of a float copy); each crop scales the rows it reads by 1/255, which gives the
+        # same float32 values as scaling the whole image.
+        self._image = np.ascontiguousarray(rgb.transpose(2, 0, 1))
         self.reset()
 
     def set_mask(self, mask: np.ndarray) -> None:
@@ -226,21 +308,30 @@ class Session:
         mask = np.asarray(mask)
         if mask.ndim == 3:
             mask = mask[..., 0]
-        if mask.shape != img.shape[1:]:
+        full_hw = self._full_hw or img.shape[1:]
+        if mask.shape != tuple(full_hw):
             raise UserError(
-                f"initial mask is {mask.shape[0]}x{mask.shape[1]} but the image is {img.shape[1]}x{img.shape[2]}"
+                f"initial mask is {mask.shape[0]}x{mask.shape[1]} but the image is {full_hw[0]}x{full_hw[1]}"
             )
         binary = mask > (0.5 if mask.dtype.kind == "f" else 0)
         if not binary.any():
             raise UserError("initial mask is empty; start from scratch (no --init-mask) or pass a non-empty mask")
         self.reset()
-        self._state.prev_prob = binary.astype(np.float32)
+        if tuple(img.shape[1:]) != tuple(full_hw):  # working resolution: the mask at the working size
+            self._state.full_mask = TiledMap.from_array(binary)
+            area = _cv2().resize(binary.view(np.uint8) * np.float32(1.0), (img.shape[2], img.shape[1]),
+                                 interpolation=_cv2().INTER_AREA)
+            binary = area > 0.5
+            if not binary.any():
+                raise UserError("initial mask is too small for the working resolution; pass "
+                                "working_resolution=False (CLI: --no-working-resolution)")
+        self._state.prev_prob = TiledMap.from_array(binary.astype(np.float32))
         self._state.zoom_prev = self._state.prev_prob
-        self._state.merged = binary
+        self._state.merged = TiledMap.from_array(binary)
 
     def reset(self) -> None:
         img = self._require_image()
-        self._state = _State(prev_prob=np.zeros(img.shape[1:], np.float32))
+        self._state = _State(prev_prob=TiledMap.zeros(img.shape[1:], np.float32))
         self._history.clear()
 
     def undo(self) -> ClickResult | None:
@@ -258,7 +349,31 @@ class Session:
     @property
     def image_size(self) -> tuple[int, int] | None:
         """(height, width) of the current image, None before ``set_image``."""
+        if self._image is None:
+            return None
+        return self._full_hw or (int(self._image.shape[1]), int(self._image.shape[2]))
+
+    @property
+    def working_size(self) -> tuple[int, int] | None:
+        """(height, width) the pipeline runs at: ``image_size``, or smaller under working resolution."""
         return None if self._image is None else (int(self._image.shape[1]), int(self._image.shape[2]))
+
+    def _working_hw(self, full_hw: tuple[int, int]) -> tuple[int, int]:
+        h, w = full_hw
+        if not getattr(self, "working_resolution", False) or h * w <= self.working_mp * 1e6:
+            return full_hw
+        f = (self.working_mp * 1e6 / (h * w)) ** 0.5
+        return max(1, round(h * f)), max(1, round(w * f))
+
+    def _scaled(self) -> bool:
+        return self._full_hw is not None and self._full_hw != tuple(self._image.shape[1:])
+
+    def _to_work(self, x: int, y: int) -> tuple[int, int]:
+        """A click's (x, y) in the working image (pixel centres mapped, as the downscale maps them)."""
+        if not self._scaled():
+            return x, y
+        (fh, fw), (h, w) = self._full_hw, self._image.shape[1:]
+        return min(int((x + 0.5) * w / fw), w - 1), min(int((y + 0.5) * h / fh), h - 1)
 
     @property
     def result(self) -> ClickResult | None:
@@ -269,11 +384,12 @@ class Session:
         """The per-image state after the clicks so far, to ``restore`` later (e.g. a cache keyed by click
         prefix, or a preview click that must leave the session as it was). Cheap: click states are never
         modified in place, so a snapshot only holds references."""
-        return SessionSnapshot(self._image, self._state, tuple(self._history))
+        return SessionSnapshot(self._image, self._state, tuple(self._history), self._full_hw)
 
     def restore(self, snap: SessionSnapshot) -> None:
         """Return to a state taken by ``snapshot`` on this Session or on one sharing its graphs."""
         self._image, self._state, self._history = snap.image, snap.state, list(snap.history)
+        self._full_hw = snap.full_hw
 
     def spawn(self) -> Session:
         """A new Session with no image over the same compiled graphs (no recompilation). Each Session
@@ -281,7 +397,7 @@ class Session:
         graphs are (callers serialise ``add_click`` per graph, e.g. with a lock or a pool)."""
         other = Session.__new__(Session)
         other.__dict__.update({k: v for k, v in self.__dict__.items() if k not in ("_buffers", "_observers")})
-        other._image, other._state, other._history = None, _State(), []
+        other._image, other._state, other._history, other._full_hw = None, _State(), [], None
         return other
 
     def _require_image(self) -> np.ndarray:
@@ -324,11 +440,14 @@ class Session:
     def add_click(self, x: int, y: int, positive: bool = True) -> ClickResult:
         """One click at pixel (x, y): the stages below in order, each timed (``ClickResult.timings``)."""
         img = self._require_image()
-        check_click(x, y, img.shape[1:])
+        check_click(x, y, self._full_hw or img.shape[1:])
         prev = self._state
+        if prev.result is not None:
+            prev.result._drop_cache()  # the history keeps tiles, not full-image copies
         st = _State(
             clicks=prev.clicks + [(int(x), int(y), bool(positive))],
             prev_prob=prev.prev_prob, zoom_prev=prev.zoom_prev, object_roi=prev.object_roi, merged=prev.merged,
+            full_mask=prev.full_mask,
         )
         clock = _StageClock()
         target = self._target_crop(img, st)
@@ -340,9 +459,11 @@ class Session:
         refined = self._refine(focus)
         clock.lap("refiner")
         mask = self._paste_and_merge(st, target, focus, refined)
+        if self._scaled():
+            mask = self._full_resolution_mask(st, mask, target, focus)
         clock.lap("merge")
-        st.result = ClickResult(prob=st.prev_prob, mask=mask, timings=clock.timings(), target_box=target.global_roi,
-                                focus_box=focus.box)
+        st.result = ClickResult(st.prev_prob, *mask, timings=clock.timings(), target_box=target.global_roi,
+                                focus_box=focus.box, full_hw=self._full_hw if self._scaled() else None)
         self._history.append(prev)
         self._state = st
         return st.result
@@ -352,10 +473,14 @@ class Session:
         click) and the Segmentor's inputs. Updates the state's (possibly stale) object box."""
         cfg = self.pipeline
         h, w = img.shape[1:]
-        clicks_yx = np.array([(cy, cx, 1.0 if cp else 0.0) for cx, cy, cp in st.clicks], np.float64)
+        clicks_yx = np.array([(wy, wx, 1.0 if cp else 0.0) for (wx, wy), (_, _, cp) in
+                              zip((self._to_work(cx, cy) for cx, cy, _ in st.clicks), st.clicks, strict=True)],
+                             np.float64)
         crop = None
         if len(st.clicks) > cfg.target_skip_clicks and st.zoom_prev is not None:
-            crop = crop_rules.zoom_in_box(st.zoom_prev, clicks_yx, (h, w), cfg)
+            thresh = None if st.zoom_prev.dtype == np.bool_ else cfg.target_prob_thresh
+            bbox = st.zoom_prev.bbox(thresh)[1]  # from the tiles' memoised boxes, not a full-image pass
+            crop = crop_rules.zoom_in_box_from_bbox(bbox, clicks_yx, (h, w), cfg)
             if crop is not None:
                 st.object_roi = crop
         input_box = crop if crop is not None else (0, h - 1, 0, w - 1)
@@ -363,7 +488,7 @@ class Session:
         feeds = self._segmentor_feeds(img, st.prev_prob, input_box, clicks_yx)
         return _TargetCrop(clicks_yx, input_box, global_roi, feeds)
 
-    def _segmentor_feeds(self, img: np.ndarray, prev_prob: np.ndarray, input_box: tuple[int, int, int, int],
+    def _segmentor_feeds(self, img: np.ndarray, prev_prob: TiledMap, input_box: tuple[int, int, int, int],
                          clicks: np.ndarray) -> dict[str, np.ndarray]:
         """The Segmentor's inputs for the inclusive ``input_box`` (into reused buffers); ``clicks`` are
         ``(y, x, positive)`` rows in image pixels."""
@@ -373,14 +498,15 @@ class Session:
         pts = crop_rules.map_clicks_to_crop(clicks, input_box, n)
         net_points = np.concatenate([pts, clicks[:, 2:3]], axis=1)
         click_maps = self._buffer("click_maps", (1, 2, s, s))
+        box = (y1, y2, x1, x2)
+        prev_rows = BoxRows(prev_prob, box)
         if s == n:
-            rs.crop_resize_align_corners(img, (y1, y2, x1, x2), (n, n), out=image_nd[0, :3], channels_first=True)
-            rs.crop_resize_align_corners(prev_prob, (y1, y2, x1, x2), (n, n), out=image_nd[0, 3])
+            rs.crop_resize_align_corners(img, box, (n, n), out=image_nd[0, :3], channels_first=True, scale=_U8)
+            rs.resize_rows_source(prev_rows, (n, n), out=image_nd[0, 3])
             crop_rules.click_disks(net_points, (n, n), self.seg_radius, out=click_maps[0])
         else:  # the official crop at n, then the network's own resize to s, as one filter
-            box = (y1, y2, x1, x2)
-            rs.crop_resize_twice_align_corners(img, box, (n, n), (s, s), out=image_nd[0, :3])
-            rs.crop_resize_twice_align_corners(prev_prob[None], box, (n, n), (s, s), out=image_nd[0, 3:])
+            rs.crop_resize_twice_align_corners(img, box, (n, n), (s, s), out=image_nd[0, :3], scale=_U8)
+            rs.resize_rows_source(prev_rows, (s, s), out=image_nd[0, 3], mid_hw=(n, n))
             disks = self._buffer("click_maps_net", (2, n, n))
             crop_rules.click_disks(net_points, (n, n), self.seg_radius, out=disks)
             rs.resize_sparse_align_corners(disks, (s, s), out=click_maps[0])
@@ -419,15 +545,27 @@ class Session:
         if prob_in.shape != (gy2 - gy1, gx2 - gx1):
             prob_in = rs.resize_bilinear_align_corners(prob_in, (gy2 - gy1, gx2 - gx1))
         logit_box = _logit(prob_in)  # coarse logits inside global_roi
-        click_yx = (st.clicks[-1][1], st.clicks[-1][0])
-        pred = np.zeros((h, w), np.bool_)
-        np.greater(logit_box, cfg.focus_logit_thresh, out=pred[gy1:gy2, gx1:gx2])
-        box = crop_rules.focus_crop_box_from_masks(pred, st.prev_prob > cfg.focus_prev_thresh, global_roi,
-                                                   click_yx, cfg)
+        wx, wy = self._to_work(st.clicks[-1][0], st.clicks[-1][1])
+        click_yx = (wy, wx)
+        # Both masks are False outside global_roi + the previous mask's box (+ the click): the Focus
+        # Crop rules run on that window only, with the same result as on the whole image.
+        prev_box = st.prev_prob.bbox(cfg.focus_prev_thresh)[1]
+        window = crop_rules.union_box(
+            global_roi, None if prev_box is None else (prev_box[0], prev_box[1] + 1, prev_box[2], prev_box[3] + 1),
+            (click_yx[0], click_yx[0] + 1, click_yx[1], click_yx[1] + 1))
+        wy1, wy2, wx1, wx2 = window
+        pred_g = logit_box > np.float32(cfg.focus_logit_thresh)
+        if window == global_roi:
+            pred_w = pred_g
+        else:
+            pred_w = np.zeros((wy2 - wy1, wx2 - wx1), np.bool_)
+            pred_w[gy1 - wy1:gy2 - wy1, gx1 - wx1:gx2 - wx1] = pred_g
+        prev_w = st.prev_prob.read(window, cfg.focus_prev_thresh)
+        box = crop_rules.focus_crop_box_in_window(pred_w, prev_w, window, (h, w), global_roi, click_yx, cfg)
         roi = crop_rules.focus_roi_in_target_frame(box, global_roi, n)
         r = self.ref_size
         image_focus = self._buffer("image_focus", (1, 3, r, r))
-        rs.crop_resize_align_corners(img, box, (r, r), out=image_focus[0], channels_first=True)
+        rs.crop_resize_align_corners(img, box, (r, r), out=image_focus[0], channels_first=True, scale=_U8)
         fpts = crop_rules.map_clicks_to_focus(clicks_yx, box, r)
         ref_points = np.concatenate([fpts, clicks_yx[:, 2:3]], axis=1)
         click_focus = self._buffer("click_maps_focus", (1, 2, r, r))
@@ -448,33 +586,76 @@ class Session:
         (refined,) = self._run_graph("refiner", focus.feeds)
         return refined
 
-    def _paste_and_merge(self, st: _State, target: _TargetCrop, focus: _FocusCrop, refined: np.ndarray) -> np.ndarray:
-        """Paste-back, sigmoid, and the mask (Progressive Merge in initial-mask mode); updates the state.
+    def _paste_and_merge(self, st: _State, target: _TargetCrop, focus: _FocusCrop, refined: np.ndarray
+                         ) -> tuple[TiledMap, float | None]:
+        """Paste-back, sigmoid, and the mask (Progressive Merge in initial-mask mode); updates the state
+        and returns the mask as (map, threshold) for ``ClickResult``.
 
-        From click ``keep_prev_after + 1`` on the official predictor keeps the previous map outside the
-        focus box, round-tripped through logit/sigmoid over the whole image; that is kept as is (the
-        round trip moves values by ulps). Before that, the map outside global_roi is sigmoid(-inf) = 0
-        exactly, so only the box is computed."""
+        Only the changed box is computed. Before click ``keep_prev_after + 1`` the official map is
+        ``sigmoid(-inf) = 0`` outside global_roi, so the new map is the box and zeros. From then on the
+        official predictor keeps the previous map outside the focus box, round-tripped through
+        logit/sigmoid over the whole image (which moves values by ulps): the new map is the focus box and
+        the previous map's tiles marked "round-tripped once more", computed lazily and only where read
+        (thresholds skip it where provably unchanged: tiled_map.UNSTABLE_BANDS). Bit-identical to the
+        full-image computation (tests/test_session_box_local.py)."""
         cfg = self.pipeline
-        h, w = st.prev_prob.shape
         gy1, gy2, gx1, gx2 = target.global_roi
         fy1, fy2, fx1, fx2 = focus.box
         logit_box = focus.logit_box
         if len(st.clicks) > cfg.keep_prev_after:
-            full_logit = _logit(st.prev_prob)
-            rs.paste_resized(full_logit, refined[0, 0], focus.box)
-            prob = _sigmoid(full_logit, out=full_logit)
+            values = rs.resize_bilinear_align_corners(refined[0, 0], (fy2 - fy1, fx2 - fx1))
+            prob = st.prev_prob.with_box(focus.box, _sigmoid(values, out=values), outside="roundtrip")
         else:
             rs.paste_resized(logit_box, refined[0, 0], (fy1 - gy1, fy2 - gy1, fx1 - gx1, fx2 - gx1))
-            if logit_box.shape == (h, w):
-                prob = _sigmoid(logit_box, out=logit_box)
-            else:
-                prob = np.zeros((h, w), np.float32)
-                _sigmoid(logit_box, out=prob[gy1:gy2, gx1:gx2])
+            prob = st.prev_prob.with_box(target.global_roi, _sigmoid(logit_box, out=logit_box), outside="zero")
         st.prev_prob = prob
         st.zoom_prev = prob
+        if st.merged is None:
+            return prob, cfg.mask_thresh
+        # Both masks are False outside their boxes (+ the click): merge in that window only.
+        cy, cx = focus.click_yx
+        boxes = [b for b in (prob.bbox(cfg.mask_thresh)[1], st.merged.bbox(None)[1]) if b is not None]
+        window = crop_rules.union_box(*[(b[0], b[1] + 1, b[2], b[3] + 1) for b in boxes], (cy, cy + 1, cx, cx + 1))
+        merged_w, flood = crop_rules.progressive_merge_in_window(
+            prob.read(window, cfg.mask_thresh), st.merged.read(window, None), window, focus.click_yx)
+        st.merged = (st.merged.filled_outside(window, merged_w) if flood
+                     else st.merged.with_box(window, merged_w, outside="zero"))
+        st.zoom_prev = st.merged
+        return st.merged, None
+
+    def _full_resolution_mask(self, st: _State, mask: tuple[TiledMap, float | None], target: _TargetCrop,
+                              focus: _FocusCrop) -> tuple[TiledMap, None]:
+        """Working resolution: the full-resolution mask, updated only inside the box this click changed
+        (Target Crop up to click ``keep_prev_after``, where the map is zero outside it; the Focus Crop
+        after), from the working logits (or the merged mask) upsampled bilinearly; kept elsewhere."""
+        src, thresh = mask
         if st.merged is not None:
-            st.merged = crop_rules.progressive_merge(prob > cfg.mask_thresh, st.merged, focus.click_yx)
-            st.zoom_prev = st.merged
-            return st.merged
-        return prob > cfg.mask_thresh
+            box, outside = (0, src.shape[0], 0, src.shape[1]), "zero"
+        elif len(st.clicks) > self.pipeline.keep_prev_after:
+            box, outside = focus.box, "keep"
+        else:
+            box, outside = target.global_roi, "zero"
+        (fh, fw), (h, w) = self._full_hw, src.shape
+        sy, sx = fh / h, fw / w
+        m = 2  # working pixels of margin: cv2.resize's border replication never reaches what is written
+        c = (max(box[0] - m, 0), min(box[1] + m, h), max(box[2] - m, 0), min(box[3] + m, w))
+        crop = src.read(c)
+        if thresh is None:  # a bool mask: +-1 around its 0.5 level
+            signed = crop.astype(np.float32) - np.float32(0.5)
+        else:
+            signed = _logit(np.clip(crop, np.float32(1e-6), np.float32(1 - 1e-6)))
+        f = (round(c[0] * sy), round(c[1] * sy), round(c[2] * sx), round(c[3] * sx))
+        up = _cv2().resize(signed, (f[3] - f[2], f[1] - f[0]), interpolation=_cv2().INTER_LINEAR) > 0
+        inner = (f[0] if c[0] == 0 else round((box[0] - 1) * sy), f[1] if c[1] == h else round((box[1] + 1) * sy),
+                 f[2] if c[2] == 0 else round((box[2] - 1) * sx), f[3] if c[3] == w else round((box[3] + 1) * sx))
+        inner = (max(inner[0], f[0]), min(inner[1], f[1]), max(inner[2], f[2]), min(inner[3], f[3]))
+        values = up[inner[0] - f[0]:inner[1] - f[0], inner[2] - f[2]:inner[3] - f[2]]
+        base = st.full_mask or TiledMap.zeros((fh, fw), np.bool_)
+        st.full_mask = base.with_box(inner, values, outside=outside)
+        return st.full_mask, None
+
+
+def _cv2():
+    from .crop_rules import cv2
+
+    return cv2

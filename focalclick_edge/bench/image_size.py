@@ -1,0 +1,146 @@
+"""Per-click cost against image size: ``bench --image-mp 0.4,12,48``.
+
+An image and its ground-truth mask are upscaled (bilinear / nearest) to each size; in a fresh process per
+size (so that peak RSS is that size's own), one run's Session replays the official clicker's clicks and we
+record ``set_image`` (the upscaled array is already in memory: decoding excluded), per-click time around
+``add_click`` plus reading ``.mask`` (p50 of clicks ``2..8``), and peak RSS after the clicks. Sizes are
+repeated in interleaved rounds; the report gives each size's figures and their ratios to the smallest
+size within the same run (absolute times on a shared machine drift, ratios much less).
+
+``python -m focalclick_edge.bench.image_size SPEC.json OUT.json`` is the per-size worker.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: Targets of the image-size curve (issue: per-click cost that does not grow with the photo).
+TARGETS = {"per_click_ratio": {12.0: 1.5, 48.0: 2.0}, "set_image_ms_48mp": 300.0, "peak_rss_mb_48mp": 1024.0}
+TIMED_CLICKS = range(1, 8)  # clicks 2..8 (0-based indices)
+
+
+def upscale_to_mp(image: np.ndarray, mask: np.ndarray, mp: float) -> tuple[np.ndarray, np.ndarray]:
+    """``image`` (bilinear) and ``mask`` (nearest) resized to ``mp`` megapixels, aspect kept."""
+    import cv2
+
+    h, w = image.shape[:2]
+    f = (mp * 1e6 / (h * w)) ** 0.5
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    img = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
+    m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return img, m
+
+
+def _peak_rss_mb() -> float:
+    from .worker import _peak_rss_mb as peak
+
+    return peak()
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """One size in this process: clicks from the official clicker (an untimed first session), then
+    ``sessions`` timed sessions replaying them."""
+    from ..evaluation.clicker import Clicker
+    from ..runtime.images import read_image, read_mask
+    from ..runtime.runs import get_run
+    from ..runtime.session import Session
+
+    image = read_image(spec["image"])
+    gt = read_mask(spec["mask"], image.shape[:2])
+    image, gt = upscale_to_mp(image, gt, float(spec["mp"]))
+    run = get_run(spec["run"])
+    session = Session(spec["model_dir"], backend=run.backend, precision=run.precision,
+                      threads=int(spec["threads"]), **spec.get("session_kwargs", {}))
+    n_clicks = int(spec["clicks"])
+    session.set_image(image)
+    clicker = Clicker(gt)
+    pred = np.zeros(gt.shape, bool)
+    clicks = []
+    for _ in range(n_clicks):
+        c = clicker.make_next_click(pred)
+        clicks.append((c.x, c.y, c.positive))
+        pred = session.add_click(c.x, c.y, c.positive).mask
+    set_image_ms, per_click = [], []
+    for _ in range(int(spec["sessions"])):
+        t0 = time.perf_counter()
+        session.set_image(image)
+        set_image_ms.append((time.perf_counter() - t0) * 1e3)
+        for k, (x, y, p) in enumerate(clicks):
+            t0 = time.perf_counter()
+            _ = session.add_click(x, y, p).mask
+            if k in TIMED_CLICKS:
+                per_click.append((time.perf_counter() - t0) * 1e3)
+    return {"mp": float(spec["mp"]), "image_hw": list(image.shape[:2]), "set_image_ms": set_image_ms,
+            "per_click_ms": per_click, "peak_rss_mb": _peak_rss_mb()}
+
+
+def run_image_size_bench(model_dir: Path, run: str, mps: list[float], threads: int, image: Path, mask: Path,
+                         rounds: int = 2, sessions: int = 2, clicks: int = 8, session_kwargs: dict | None = None,
+                         log=print) -> dict[str, Any]:
+    """Every size in its own process, ``rounds`` times interleaved; samples pooled per size."""
+    pooled: dict[float, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="fce-imgsize-") as tmp:
+        for r in range(rounds):
+            for mp in mps:
+                spec = {"model_dir": str(model_dir), "run": run, "mp": mp, "threads": threads, "image": str(image),
+                        "mask": str(mask), "sessions": sessions, "clicks": clicks,
+                        "session_kwargs": session_kwargs or {}}
+                spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+                spec_path.write_text(json.dumps(spec))
+                log(f"round {r + 1}/{rounds}: {mp} MP")
+                proc = subprocess.run([sys.executable, "-m", "focalclick_edge.bench.image_size", str(spec_path),
+                                       str(out_path)], capture_output=True, text=True)
+                if proc.returncode != 0:
+                    raise RuntimeError(f"image-size worker failed at {mp} MP: {proc.stderr.strip()[-2000:]}")
+                res = json.loads(out_path.read_text())
+                p = pooled.setdefault(mp, {"mp": mp, "image_hw": res["image_hw"], "set_image_ms": [],
+                                           "per_click_ms": [], "peak_rss_mb": 0.0})
+                p["set_image_ms"] += res["set_image_ms"]
+                p["per_click_ms"] += res["per_click_ms"]
+                p["peak_rss_mb"] = max(p["peak_rss_mb"], res["peak_rss_mb"])
+    sizes = []
+    base = None
+    for mp in mps:
+        p = pooled[mp]
+        row = {"mp": mp, "image_hw": p["image_hw"], "per_click_p50_ms": float(np.median(p["per_click_ms"])),
+               "set_image_ms": float(np.median(p["set_image_ms"])), "peak_rss_mb": p["peak_rss_mb"],
+               "n_clicks": len(p["per_click_ms"])}
+        base = base or row["per_click_p50_ms"]
+        row["per_click_ratio"] = row["per_click_p50_ms"] / base
+        sizes.append(row)
+    from ..hardware import cpu_fingerprint
+
+    return {"run": run, "threads": threads, "image": str(image), "rounds": rounds, "sizes": sizes,
+            "hardware": cpu_fingerprint(), "targets": {"per_click_ratio": {str(k): v for k, v in
+                                                                           TARGETS["per_click_ratio"].items()},
+                                                       "set_image_ms_48mp": TARGETS["set_image_ms_48mp"],
+                                                       "peak_rss_mb_48mp": TARGETS["peak_rss_mb_48mp"]}}
+
+
+def format_image_size_table(result: dict[str, Any]) -> str:
+    lines = [f"run {result['run']}, {result['threads']} threads, {result['rounds']} interleaved rounds; per click = "
+             "p50 of clicks 2-8 around add_click + .mask",
+             "| image | size | per click | vs smallest | set_image | peak RSS |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for s in result["sizes"]:
+        h, w = s["image_hw"]
+        lines.append(f"| {s['mp']:g} MP | {w}x{h} | {s['per_click_p50_ms']:.1f} ms | {s['per_click_ratio']:.2f}x | "
+                     f"{s['set_image_ms']:.0f} ms | {s['peak_rss_mb']:.0f} MB |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(Path(argv[0]).read_text())
+    Path(argv[1]).write_text(json.dumps(measure(spec)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,322 @@
+"""A persistent (copy-on-write) 2-D map in square tiles: the Session's per-click probability and mask state.
+
+Each click changes only a box of the map (the Target Crop's ``global_roi``, or the Focus Crop from click 11
+on); an update builds new tiles for the tiles that box touches and shares every other tile with the map it
+came from. So a click costs work and memory proportional to its box, undo and snapshots are references to
+earlier maps, and the bytes a set of maps holds are the bytes of their distinct tiles.
+
+Tiles are never written after construction. Derived values -- a tile's ``> thresh`` mask, its bounding box
+and pixel count, or the tile passed through the official logit -> sigmoid round trip -- are pure functions
+of the tile and are memoised on it, so a whole-map bounding box costs one pass per *new* tile, not per click.
+
+Pure NumPy + OpenCV; no I/O.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from ..optional_modules import optional_import
+
+cv2 = optional_import("cv2", "opencv-python-headless")
+
+__all__ = ["TILE", "TiledMap", "roundtrip"]
+
+TILE = 256
+Box4 = tuple[int, int, int, int]  # (y1, y2, x1, x2), exclusive ends
+
+
+def roundtrip(p: np.ndarray) -> np.ndarray:
+    """``sigmoid(logit(p))`` in float32, the four + four operations of the official predictor, into a new
+    array (``p`` = 0 gives logit ``-inf`` and back 0)."""
+    out = np.subtract(np.float32(1.0), p)
+    with np.errstate(divide="ignore", over="ignore"):
+        np.divide(p, out, out=out)
+        np.log(out, out=out)
+        np.negative(out, out=out)
+        np.exp(out, out=out)
+    out += np.float32(1.0)
+    return np.divide(np.float32(1.0), out, out=out)
+
+
+# Float32 values whose orbit under repeated round trips ever crosses a threshold, as an inclusive band
+# ``(lo, hi)`` per threshold, found exhaustively over the float32 values near it (tools/roundtrip_orbits.py).
+# A tile with no value in the band has the same ``> thresh`` mask after any number of round trips, so the
+# lazy round trip of the official predictor never has to be computed to threshold it.
+# Measured: only 0.49000004 crosses 0.49, and no float32 crosses 0.5 (500 round trips); the bands
+# below are ~30 ulps wide on each side, and a tile with a value in one is simply computed.
+_MARGIN = 2.0 ** -20
+UNSTABLE_BANDS: dict[float, tuple[float, float]] = {t: (t - _MARGIN, t + _MARGIN) for t in (0.49, 0.5)}
+
+
+class _Tile:
+    """One immutable tile: its array, or (lazily) the round trip of a parent tile."""
+
+    __slots__ = ("_data", "_parent", "_child", "_fixed", "_masks", "_stats", "_stable", "shape")
+
+    def __init__(self, data: np.ndarray | None, parent: _Tile | None = None,
+                 shape: tuple[int, int] | None = None) -> None:
+        self._data, self._parent, self._child, self._fixed = data, parent, None, False
+        self._masks: dict[float | None, np.ndarray] = {}
+        self._stats: dict[float | None, tuple[int, tuple[int, int, int, int]]] = {}
+        self._stable: dict[float, bool] = {}
+        self.shape = data.shape if data is not None else shape
+
+    @property
+    def data(self) -> np.ndarray:
+        if self._data is None:
+            parent = self._parent.data
+            self._data = roundtrip(parent)
+            self._data.flags.writeable = False
+            if np.array_equal(self._data, parent):  # a fixed point: further round trips change nothing
+                self._fixed = True
+        return self._data
+
+    def roundtripped(self) -> _Tile:
+        """This tile after one more logit -> sigmoid round trip (memoised: every map that derives it
+        shares one tile, and the arithmetic runs at most once, when somebody reads it)."""
+        if self._fixed:
+            return self
+        if self._child is None:
+            self._child = _Tile(None, parent=self, shape=self.shape)
+        return self._child
+
+    def rows(self, local_rows: np.ndarray, c1: int, c2: int) -> np.ndarray:
+        """``data[local_rows, c1:c2]``; a tile not computed yet round-trips only these rows of its
+        nearest computed ancestor (elementwise, so the same values)."""
+        if self._data is not None:
+            return self._data[local_rows, c1:c2]
+        depth, src = 0, self
+        while src._data is None:
+            depth, src = depth + 1, src._parent
+        out = src._data[local_rows, c1:c2]
+        for _ in range(depth):
+            out = roundtrip(out)
+        return out
+
+    def _stable_for(self, thresh: float) -> bool:
+        """No value whose round-trip orbit crosses ``thresh``; holds for every descendant too (their
+        orbits are suffixes of this tile's)."""
+        s = self._stable.get(thresh)
+        if s is None:
+            band = UNSTABLE_BANDS.get(thresh)
+            if band is None:
+                s = False
+            elif self._data is None:
+                s = self._parent._stable_for(thresh)
+            else:
+                d = self._data
+                s = not bool(np.any((d >= np.float32(band[0])) & (d <= np.float32(band[1]))))
+            self._stable[thresh] = s
+        return s
+
+    def _delegate(self, thresh: float | None) -> _Tile | None:
+        """The ancestor whose thresholded mask this not-yet-computed tile shares, if any."""
+        if self._data is None and thresh is not None and self._stable_for(thresh):
+            return self._parent
+        return None
+
+    def mask(self, thresh: float | None, keep: bool = True) -> np.ndarray:
+        """``data > thresh`` (bool maps: the data itself); memoised with ``keep`` (the output mask, read
+        every click), else computed for this read only (a window's prev mask: not worth the memory)."""
+        if thresh is None:
+            return self.data
+        m = self._masks.get(thresh)
+        if m is None:
+            parent = self._delegate(thresh)
+            if parent is not None:
+                return parent.mask(thresh, keep)
+            m = self.data > np.float32(thresh)
+            if keep:
+                self._masks[thresh] = m
+        return m
+
+    def stats(self, thresh: float | None) -> tuple[int, tuple[int, int, int, int]]:
+        """(count, OpenCV bounding rect (x, y, w, h)) of ``mask(thresh)``, memoised without keeping the
+        mask itself unless it is kept anyway."""
+        s = self._stats.get(thresh)
+        if s is None:
+            parent = self._delegate(thresh)
+            if parent is not None:
+                return parent.stats(thresh)
+            m = self._masks.get(thresh) if thresh is not None else self.data
+            if m is None:
+                m = self.data > np.float32(thresh)
+            u8 = m.view(np.uint8)
+            s = self._stats[thresh] = (int(cv2.countNonZero(u8)), tuple(int(v) for v in cv2.boundingRect(u8)))
+        return s
+
+    def arrays(self) -> Iterator[np.ndarray]:
+        if self._data is not None:
+            yield self._data
+        yield from self._masks.values()
+
+
+class TiledMap:
+    """An immutable ``(H, W)`` float32 or bool map; ``None`` tiles are all zero (False)."""
+
+    __slots__ = ("shape", "dtype", "grid", "tile")
+
+    def __init__(self, shape: tuple[int, int], dtype: np.dtype, grid: list[list[_Tile | None]],
+                 tile: int) -> None:
+        self.shape, self.dtype, self.grid, self.tile = (int(shape[0]), int(shape[1])), np.dtype(dtype), grid, tile
+
+    # ------------------------------------------------------------------------------------ building
+    @classmethod
+    def zeros(cls, shape: tuple[int, int], dtype: type = np.float32, tile: int | None = None) -> TiledMap:
+        tile = tile or TILE
+        ny, nx = -(-int(shape[0]) // tile), -(-int(shape[1]) // tile)
+        return cls(shape, dtype, [[None] * nx for _ in range(ny)], tile)
+
+    @classmethod
+    def from_array(cls, a: np.ndarray, tile: int | None = None) -> TiledMap:
+        return cls.zeros(a.shape, a.dtype, tile).with_box((0, a.shape[0], 0, a.shape[1]), a, outside="zero")
+
+    def _tile_box(self, ty: int, tx: int) -> Box4:
+        t = self.tile
+        return ty * t, min((ty + 1) * t, self.shape[0]), tx * t, min((tx + 1) * t, self.shape[1])
+
+    def _tiles_over(self, box: Box4) -> tuple[range, range]:
+        y1, y2, x1, x2 = box
+        t = self.tile
+        return range(y1 // t, -(-y2 // t)), range(x1 // t, -(-x2 // t))
+
+    def _tile_value(self, tile: _Tile | None, ty: int, tx: int) -> np.ndarray:
+        if tile is not None:
+            return tile.data
+        y1, y2, x1, x2 = self._tile_box(ty, tx)
+        return np.zeros((y2 - y1, x2 - x1), self.dtype)
+
+    def with_box(self, box: Box4, values: np.ndarray | Callable[[np.ndarray], None], outside: str = "keep") -> TiledMap:
+        """A new map: ``values`` (``(y2-y1, x2-x1)``, or a function writing into a given box view) inside
+        ``box``, and outside it this map's values (``"keep"``), zeros (``"zero"``), or this map's values
+        after one logit -> sigmoid round trip (``"roundtrip"``, lazy for the tiles the box misses)."""
+        y1, y2, x1, x2 = box
+        rows, cols = self._tiles_over(box)
+        if outside == "zero":
+            grid = [[None] * len(r) for r in self.grid]
+        elif outside == "roundtrip":
+            grid = [[None if t is None else t.roundtripped() for t in r] for r in self.grid]
+        else:
+            grid = [list(r) for r in self.grid]
+        for ty in rows:
+            for tx in cols:
+                ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
+                iy1, iy2, ix1, ix2 = max(y1, ty1), min(y2, ty2), max(x1, tx1), min(x2, tx2)
+                if (iy1, iy2, ix1, ix2) == (ty1, ty2, tx1, tx2):
+                    data = np.empty((ty2 - ty1, tx2 - tx1), self.dtype)
+                elif outside == "zero":
+                    data = np.zeros((ty2 - ty1, tx2 - tx1), self.dtype)
+                else:  # the part outside the box comes from this map (round-tripped when asked)
+                    base = grid[ty][tx]
+                    data = np.zeros((ty2 - ty1, tx2 - tx1), self.dtype) if base is None else base.data.copy()
+                dst = data[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1]
+                if callable(values):
+                    values(dst, (iy1 - y1, iy2 - y1, ix1 - x1, ix2 - x1))
+                else:
+                    dst[...] = values[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1]
+                data.flags.writeable = False
+                grid[ty][tx] = _Tile(data)
+        return TiledMap(self.shape, self.dtype, grid, self.tile)
+
+    def filled_outside(self, box: Box4, values: np.ndarray) -> TiledMap:
+        """A bool map: ``values`` inside ``box`` and True everywhere else (Progressive Merge's label-0
+        flood). The tiles wholly outside share one all-True array per tile shape."""
+        ones: dict[tuple[int, int], _Tile] = {}
+        grid: list[list[_Tile | None]] = []
+        for ty in range(len(self.grid)):
+            row = []
+            for tx in range(len(self.grid[ty])):
+                y1, y2, x1, x2 = self._tile_box(ty, tx)
+                shape = (y2 - y1, x2 - x1)
+                if shape not in ones:
+                    ones[shape] = _Tile(np.ones(shape, np.bool_))
+                row.append(ones[shape])
+            grid.append(row)
+        return TiledMap(self.shape, np.bool_, grid, self.tile).with_box(box, values)
+
+    # ------------------------------------------------------------------------------------ reading
+    def read(self, box: Box4, thresh: float | None | str = "value", keep: bool = False) -> np.ndarray:
+        """A dense copy of ``box``: the values, or with ``thresh`` the ``> thresh`` mask (its tiles' masks
+        memoised with ``keep``)."""
+        y1, y2, x1, x2 = box
+        want_mask = thresh != "value"
+        out = np.zeros((y2 - y1, x2 - x1), np.bool_ if want_mask else self.dtype)
+        rows, cols = self._tiles_over(box)
+        for ty in rows:
+            for tx in cols:
+                tile = self.grid[ty][tx]
+                if tile is None:
+                    continue
+                ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
+                iy1, iy2, ix1, ix2 = max(y1, ty1), min(y2, ty2), max(x1, tx1), min(x2, tx2)
+                src = tile.mask(thresh, keep) if want_mask else tile.data
+                out[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = src[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1]
+        return out
+
+    def to_array(self) -> np.ndarray:
+        return self.read((0, self.shape[0], 0, self.shape[1]))
+
+    def mask(self, thresh: float | None = None) -> np.ndarray:
+        """The whole ``> thresh`` mask (bool maps: the map) as a new bool array."""
+        return self.read((0, self.shape[0], 0, self.shape[1]), thresh, keep=True)
+
+    def rows(self, row_idx: np.ndarray, x1: int, x2: int) -> np.ndarray:
+        """``map[row_idx, x1:x2]`` (any row indices, repeats allowed) without materialising the map."""
+        t = self.tile
+        out = np.zeros((len(row_idx), x2 - x1), self.dtype)
+        row_idx = np.asarray(row_idx)
+        tys = row_idx // t
+        for ty in np.unique(tys):
+            sel = np.flatnonzero(tys == ty)
+            local = row_idx[sel] - ty * t
+            for tx in range(x1 // t, -(-x2 // t)):
+                tile = self.grid[ty][tx]
+                if tile is None:
+                    continue
+                _, _, tx1, tx2 = self._tile_box(int(ty), tx)
+                ix1, ix2 = max(x1, tx1), min(x2, tx2)
+                out[sel, ix1 - x1:ix2 - x1] = tile.rows(local, ix1 - tx1, ix2 - tx1)
+        return out
+
+    def bbox(self, thresh: float | None = None) -> tuple[int, Box4 | None]:
+        """(pixel count, inclusive ``(rmin, rmax, cmin, cmax)`` or None) of ``> thresh`` over the map,
+        from the tiles' memoised statistics."""
+        count, box = 0, None
+        for ty, row in enumerate(self.grid):
+            for tx, tile in enumerate(row):
+                if tile is None:
+                    continue
+                n, (x, y, w, h) = tile.stats(thresh)
+                if n == 0:
+                    continue
+                count += n
+                oy, ox = ty * self.tile, tx * self.tile
+                b = (oy + y, oy + y + h - 1, ox + x, ox + x + w - 1)
+                box = b if box is None else (min(box[0], b[0]), max(box[1], b[1]), min(box[2], b[2]),
+                                             max(box[3], b[3]))
+        return count, box
+
+    def arrays(self) -> Iterator[np.ndarray]:
+        """Every array this map's tiles hold (for byte counts; callers de-duplicate by identity)."""
+        for row in self.grid:
+            for tile in row:
+                if tile is not None:
+                    yield from tile.arrays()
+
+
+class BoxRows:
+    """``tmap[y1:y2, x1:x2]`` as a row source for ``resize.resize_rows_source``: ``src[rows]`` gathers
+    those rows of the box from the tiles, never the whole box."""
+
+    __slots__ = ("_map", "_box", "shape")
+    ndim = 2
+
+    def __init__(self, tmap: TiledMap, box: Box4) -> None:
+        self._map, self._box = tmap, box
+        self.shape = (box[1] - box[0], box[3] - box[2])
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        y1, _, x1, x2 = self._box
+        return self._map.rows(np.asarray(rows) + y1, x1, x2)

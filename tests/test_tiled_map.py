@@ -1,0 +1,95 @@
+"""The Session's tiled state and the windowed crop rules equal their dense, whole-image counterparts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from focalclick_edge.runtime import crop_rules
+from focalclick_edge.runtime.pipeline_config import OFFICIAL_PIPELINE
+from focalclick_edge.runtime.tiled_map import UNSTABLE_BANDS, BoxRows, TiledMap, roundtrip
+
+
+def _box(rng, h, w):
+    y1, x1 = int(rng.integers(0, h - 1)), int(rng.integers(0, w - 1))
+    return y1, int(rng.integers(y1 + 1, h + 1)), x1, int(rng.integers(x1 + 1, w + 1))
+
+
+def _probs(rng, shape):
+    """Probabilities with many values right at the thresholds and exact zeros and ones."""
+    p = rng.random(shape, dtype=np.float32)
+    near = rng.random(shape) < 0.2
+    p[near] = rng.choice(np.array([0.49, 0.49000004, 0.5, 0.49999997, 0.0, 1.0], np.float32), near.sum())
+    return p
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tiled_map_updates_reads_and_boxes_equal_the_dense_computation(seed):
+    """Random chains of box updates (zeros outside, kept, or round-tripped outside) read back, gather rows,
+    threshold and bound exactly as the same operations on a dense array."""
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(40, 300)), int(rng.integers(40, 300))
+    dense = np.zeros((h, w), np.float32)
+    tm = TiledMap.zeros((h, w), tile=int(rng.choice([16, 33, 64])))
+    for _ in range(12):
+        box = _box(rng, h, w)
+        y1, y2, x1, x2 = box
+        vals = _probs(rng, (y2 - y1, x2 - x1))
+        mode = str(rng.choice(["zero", "keep", "roundtrip"]))
+        if mode == "zero":
+            dense = np.zeros_like(dense)
+        elif mode == "roundtrip":
+            dense = roundtrip(dense)
+        dense[y1:y2, x1:x2] = vals
+        tm = tm.with_box(box, vals, outside=mode)
+        for t in (0.49, 0.5):
+            mask = dense > np.float32(t)
+            assert np.array_equal(tm.mask(t), mask)
+            ys, xs = np.nonzero(mask)
+            want = (int(mask.sum()), None if ys.size == 0 else (ys.min(), ys.max(), xs.min(), xs.max()))
+            assert tm.bbox(t) == want
+        rb = _box(rng, h, w)
+        assert np.array_equal(tm.read(rb), dense[rb[0]:rb[1], rb[2]:rb[3]])
+        rows = rng.integers(0, rb[1] - rb[0], 9)
+        assert np.array_equal(BoxRows(tm, rb)[rows], dense[rb[0]:rb[1], rb[2]:rb[3]][rows])
+    assert np.array_equal(tm.to_array(), dense)
+
+
+@pytest.mark.parametrize("thresh", sorted(UNSTABLE_BANDS))
+def test_values_outside_the_unstable_band_never_cross_the_threshold_under_round_trips(thresh):
+    """Every float32 within 4e-6 of the threshold but outside its band stays on its side for 600 round trips
+    (tools/roundtrip_orbits.py shows the same for all of [0.25, 0.75]); the band is what lazy tiles rely on."""
+    t = np.float32(thresh)
+    lo, hi = UNSTABLE_BANDS[thresh]
+    start = np.arange(np.float32(thresh - 4e-6).view(np.uint32), np.float32(thresh + 4e-6).view(np.uint32),
+                      dtype=np.uint32).view(np.float32)
+    outside = (start < np.float32(lo)) | (start > np.float32(hi))
+    side, q = start > t, start
+    for _ in range(600):
+        q = roundtrip(q)
+        assert not np.any(((q > t) != side) & outside)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_windowed_focus_crop_and_progressive_merge_equal_the_whole_image_rules(seed):
+    """Masks that are empty outside a window give the same Focus Crop box and Progressive-Merge mask from
+    the window crops as from the whole image, including clicks outside the window (label 0)."""
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(20, 120)), int(rng.integers(20, 120))
+    window = _box(rng, h, w)
+    if seed % 5 == 0:
+        window = (0, h, window[2], window[3])  # window rows spanning the image
+    y1, y2, x1, x2 = window
+    pred, prev = np.zeros((h, w), bool), np.zeros((h, w), bool)
+    pred[y1:y2, x1:x2] = rng.random((y2 - y1, x2 - x1)) < rng.random()
+    prev[y1:y2, x1:x2] = rng.random((y2 - y1, x2 - x1)) < rng.random() * (seed % 3 != 0)
+    click = (int(rng.integers(0, h)), int(rng.integers(0, w)))
+    g = _box(rng, h, w)
+    full = crop_rules.focus_crop_box_from_masks(pred, prev, g, click, OFFICIAL_PIPELINE)
+    win = crop_rules.focus_crop_box_in_window(pred[y1:y2, x1:x2], prev[y1:y2, x1:x2], window, (h, w), g, click,
+                                              OFFICIAL_PIPELINE)
+    assert win == full
+    merged = crop_rules.progressive_merge(pred, prev, click)
+    merged_w, outside = crop_rules.progressive_merge_in_window(pred[y1:y2, x1:x2], prev[y1:y2, x1:x2], window, click)
+    expect = np.full((h, w), outside)
+    expect[y1:y2, x1:x2] = merged_w
+    assert np.array_equal(expect, merged)
