@@ -150,3 +150,19 @@ def test_init_starts_from_given_weights_with_ema_and_cosine_schedule(tmp_path: P
     assert lr_at(sched, 10) == pytest.approx(1.0)
     assert lr_at(sched, 100) == pytest.approx(0.02)
     assert lr_at(sched, 55) == pytest.approx(0.51)
+
+
+def test_bf16_autocast_trains_with_losses_close_to_fp32(tmp_path: Path) -> None:
+    """--autocast bf16 runs the forwards in bfloat16 (the loss differs from fp32 in its low bits) and the
+    losses stay within a few percent of fp32 on the same samples."""
+    losses = {}
+    for mode in ("off", "bf16"):
+        out = tmp_path / mode
+        cfg = TrainConfig(variant="b0-s1", data=[("COCO_MVal", str(DATA))], out=str(out), iters=2, batch=2,
+                          warmup=1, save_every=100, threads=1, seed=3, max_next_clicks=1, bn_recal_batches=1,
+                          autocast=mode)
+        train(cfg)
+        losses[mode] = [r["loss"] for r in _read_log(out / "train_log.jsonl")]
+    assert losses["off"] != losses["bf16"]
+    for a, b in zip(losses["off"], losses["bf16"], strict=True):
+        assert np.isfinite(b) and abs(a - b) <= 0.05 * abs(a), losses

@@ -43,6 +43,9 @@ def add_parser(sub: Any) -> Any:
                    help="validation images, evenly spaced over the names (0 = all of --val; default 24)")
     p.add_argument("--save-every", type=int, default=25,
                    help="save last.pth/resume.pt every N iterations (default 25)")
+    p.add_argument("--autocast", choices=("off", "bf16"), default="off",
+                   help="bf16: forwards under bfloat16 autocast (fast on CPUs with AVX512-BF16 or AMX; "
+                        "losses stay float32)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     p.add_argument("--seed", type=int, default=0)
@@ -59,7 +62,7 @@ def add_parser(sub: Any) -> Any:
             variant=args.variant, data=args.data, out=args.out, iters=args.iters, batch=args.batch,
             lr=args.lr, warmup=args.warmup, val=args.val, val_every=args.val_every, val_count=args.val_count,
             save_every=args.save_every, threads=args.threads, seed=args.seed, device=args.device,
-            resume=args.resume, init=args.init, schedule=args.schedule, ema=args.ema,
+            resume=args.resume, init=args.init, schedule=args.schedule, ema=args.ema, autocast=args.autocast,
         )
         if args.init and not Path(args.init).is_file():
             raise UserError(f"--init {args.init}: no such checkpoint file; pass an official-format .pth")

@@ -64,6 +64,7 @@ class TrainConfig:
     schedule: str = "step"  # "step" (milestones) or "cosine" (to min_lr_frac x lr at iters)
     min_lr_frac: float = 0.02
     ema: float = 0.0  # weight EMA decay per step (0 = off); validation and best.pth then use the EMA weights
+    autocast: str = "off"  # "bf16": forward passes under bfloat16 autocast (CPUs with AVX512-BF16 / AMX)
 
 
 def _log(msg: str) -> None:
@@ -150,6 +151,14 @@ def _stack(samples: list[TrainSample], dev: torch.device) -> dict[str, torch.Ten
     }
 
 
+AUTOCAST_MODES = ("off", "bf16")
+
+
+def _autocast(cfg: TrainConfig, dev: torch.device) -> Any:
+    """bfloat16 autocast for the forwards when asked; a no-op context otherwise."""
+    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.autocast == "bf16")
+
+
 def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], rng: np.random.Generator,
                cfg: TrainConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """Forward one batch with RITM-style iterative clicks; returns (loss, logged parts)."""
@@ -162,21 +171,25 @@ def train_step(model: torch.nn.Module, batch: dict[str, torch.Tensor], rng: np.r
         # The extra clicks come from the model's own predictions (eval mode, no gradient), so the
         # net learns to correct its own typical errors and to use the previous mask.
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _autocast(cfg, image.device):
             for _ in range(n_iter):
                 maps = disk_maps(points, size, v.segmentor_disk_radius)
-                prev = torch.sigmoid(model(torch.cat([image, prev], 1), maps)["instances"])
+                prev = torch.sigmoid(model(torch.cat([image, prev], 1), maps)["instances"].float())
                 new = next_clicks(prev[:, 0].cpu().numpy(), mask[:, 0].cpu().numpy(), rng)
                 rows = [torch.from_numpy(c) if c is not None else torch.full((3,), -1.0) for c in new]
                 points = torch.cat([points, torch.stack(rows)[:, None].to(points.device)], 1)
         model.train()
     maps = disk_maps(points, size, v.segmentor_disk_radius)
-    out = model(torch.cat([image, prev], 1), maps)
     roi = batch["roi"]
     focus_pts = points_to_focus(points, roi, batch["image_focus"].shape[-1])
     focus_maps = disk_maps(focus_pts, tuple(batch["image_focus"].shape[-2:]), v.refiner_disk_radius)
     rois5 = torch.cat([torch.arange(len(roi), device=roi.device, dtype=roi.dtype)[:, None], roi], 1)
-    ref = model.refine(batch["image_focus"], focus_maps, out["feature"], out["instances"], rois5)
+    with _autocast(cfg, image.device):
+        out = model(torch.cat([image, prev], 1), maps)
+        ref = model.refine(batch["image_focus"], focus_maps, out["feature"], out["instances"], rois5)
+    # Losses in float32: the focal-loss normalisation sums over whole maps.
+    out = {k: t.float() if torch.is_tensor(t) else t for k, t in out.items()}
+    ref = {k: t.float() if torch.is_tensor(t) else t for k, t in ref.items()}
     l_seg = normalized_focal_loss(out["instances"], mask)
     l_bnd = boundary_bce(ref["trimap"], batch["boundary_focus"])
     l_ref = boundary_weighted_nfl(ref["instances_refined"], batch["mask_focus"], batch["boundary_focus"],
