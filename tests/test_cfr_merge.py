@@ -18,7 +18,7 @@ from focalclick_edge.evaluation.datasets import load_dataset  # noqa: E402
 from focalclick_edge.runtime import Session  # noqa: E402
 from focalclick_edge.runtime import geometry as g  # noqa: E402
 from focalclick_edge.runtime.cfr import CFRSession, CFRSpec, parse_cfr  # noqa: E402
-from focalclick_edge.runtime.paper_merge import PaperMergeSession, paper_progressive_merge  # noqa: E402
+from focalclick_edge.runtime.paper_merge import paper_progressive_merge, with_merge  # noqa: E402
 
 GRABCUT = FIXTURES / "data" / "GrabCut"
 
@@ -123,7 +123,7 @@ def test_paper_merge_adds_or_removes_only_the_changed_region_at_the_click():
 def test_paper_merge_session_merges_from_click_11_on_from_scratch(model_dir, sample):  # noqa: F811
     plain = Session(model_dir)
     clicks = _clicks(plain, sample, 13)
-    paper = PaperMergeSession(plain.spawn())
+    paper = with_merge(plain.spawn(), "paper")
     paper.set_image(sample.image)
     plain.set_image(sample.image)
     prev_mask = None

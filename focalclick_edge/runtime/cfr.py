@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from .session import ClickResult, SessionSnapshot
+from .session import ClickResult
 
 DEFAULT_THRESHOLD = 20
 _SPEC = re.compile(r"^(a?)(\d+)(?:@(\d+))?$")
@@ -85,11 +85,10 @@ class CFRSession:
         s = self._inner
         snap = s.snapshot()
         x, y, positive = snap.state.clicks[-1]  # the state keeps (x, y, positive)
-        s.restore(SessionSnapshot(snap.image, replace(snap.state, clicks=snap.state.clicks[:-1], result=None),
-                                  snap.history))
+        s.restore(replace(snap, state=replace(snap.state, clicks=snap.state.clicks[:-1], result=None)))
         result = s.add_click(x, y, positive)
         after = s.snapshot()
-        s.restore(SessionSnapshot(after.image, after.state, snap.history))  # one undo step per user click
+        s.restore(replace(after, history=snap.history))  # one undo step per user click
         return result
 
     def add_click(self, x: int, y: int, positive: bool = True) -> ClickResult:
@@ -107,9 +106,9 @@ class CFRSession:
                 total[k] = total.get(k, 0.0) + v
             if spec.adaptive and int(np.count_nonzero(result.mask != before)) <= spec.threshold:
                 break
-        result = replace(result, timings=total)
+        result = result.with_timings(total)
         snap = self._inner.snapshot()
-        self._inner.restore(SessionSnapshot(snap.image, replace(snap.state, result=result), snap.history))
+        self._inner.restore(replace(snap, state=replace(snap.state, result=result)))
         return result
 
 

@@ -39,6 +39,8 @@ __all__ = [
     "focus_roi_in_target_frame",
     "map_clicks_to_crop",
     "map_clicks_to_focus",
+    "paper_merge_in_window",
+    "paper_progressive_merge",
     "progressive_merge",
     "progressive_merge_in_window",
     "union_box",
@@ -417,3 +419,25 @@ def progressive_merge_in_window(pred_w: np.ndarray, prev_w: np.ndarray, window: 
     return prev_w | comp, False
 
 
+def paper_progressive_merge(pred_mask: np.ndarray, prev_mask: np.ndarray, click_yx: Sequence[int]) -> np.ndarray:
+    """The FocalClick paper's merge (``--merge paper``): the 8-connected component of ``pred XOR prev``
+    under the click is removed from ``prev`` (click inside it) or added (click outside); a click on no
+    changed pixel leaves ``prev`` as it was -- no label-0 flood. A new bool array."""
+    pred = np.asarray(pred_mask, dtype=bool)
+    prev = np.asarray(prev_mask, dtype=bool)
+    y, x = int(click_yx[0]), int(click_yx[1])
+    comp = _component_at(np.logical_xor(pred, prev), y, x)[0]
+    if comp is None:
+        return prev.copy()
+    return prev & ~comp if prev[y, x] else prev | comp
+
+
+def paper_merge_in_window(pred_w: np.ndarray, prev_w: np.ndarray, window: Box4, click_yx: Sequence[int]
+                          ) -> np.ndarray:
+    """``paper_progressive_merge`` of two bool image masks that are False outside ``window``, given their
+    window crops: the merged window crop (the merged mask stays False outside, as the diff is)."""
+    wy1, _, wx1, _ = window
+    y, x = int(click_yx[0]) - wy1, int(click_yx[1]) - wx1
+    if not (0 <= y < pred_w.shape[0] and 0 <= x < pred_w.shape[1]):
+        return prev_w.copy()
+    return paper_progressive_merge(pred_w, prev_w, (y, x))

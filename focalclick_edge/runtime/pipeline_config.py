@@ -18,8 +18,12 @@ _CARD_LAYOUT: dict[str | None, dict[str, str]] = {
                     "skip_clicks": "target_skip_clicks", "prob_thresh": "target_prob_thresh"},
     "focus_crop": {"ratio": "focus_ratio", "coarse_logit_thresh": "focus_logit_thresh",
                    "prev_prob_thresh": "focus_prev_thresh", "min_mask_pixels": "focus_min_mask_pixels"},
-    None: {"mask_thresh": "mask_thresh", "keep_prev_outside_focus_after_clicks": "keep_prev_after"},
+    None: {"mask_thresh": "mask_thresh", "keep_prev_outside_focus_after_clicks": "keep_prev_after",
+           "progressive_merge": "progressive_merge"},
 }
+
+
+MERGE_MODES = ("official", "paper")
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,13 @@ class PipelineConfig:
     mask_thresh: float = 0.5
     #: From click ``keep_prev_after + 1`` on, the previous map is kept outside the Focus Crop.
     keep_prev_after: int = 10
+    #: Progressive Merge: "official" (ClickSEG: initial-mask mode only, label-0 flood) or "paper" (the
+    #: paper's: also from scratch after ``keep_prev_after`` clicks, no flood; runtime/paper_merge.py).
+    progressive_merge: str = "official"
+
+    def __post_init__(self) -> None:
+        if self.progressive_merge not in MERGE_MODES:
+            raise UserError(f"progressive merge {self.progressive_merge!r}: choose one of {', '.join(MERGE_MODES)}")
 
     def to_card(self) -> dict[str, Any]:
         values = asdict(self)
@@ -75,4 +86,4 @@ class PipelineConfig:
 
 OFFICIAL_PIPELINE = PipelineConfig()
 
-__all__ = ["OFFICIAL_PIPELINE", "PipelineConfig"]
+__all__ = ["MERGE_MODES", "OFFICIAL_PIPELINE", "PipelineConfig"]

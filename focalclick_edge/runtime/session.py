@@ -69,6 +69,13 @@ class ClickResult:
             m = self._cache["mask"] = self._mask_map.mask(self._mask_thresh)
         return m
 
+    def with_timings(self, timings: dict[str, float]) -> ClickResult:
+        """The same outcome with other stage timings (e.g. summed over cascade-forward passes)."""
+        other = ClickResult(self._prob_map, self._mask_map, self._mask_thresh, timings, self.target_box,
+                            self.focus_box, self._full_hw)
+        other._cache = self._cache
+        return other
+
     def _drop_cache(self) -> None:
         self._cache = {}
 
@@ -610,14 +617,21 @@ class Session:
             prob = st.prev_prob.with_box(target.global_roi, _sigmoid(logit_box, out=logit_box), outside="zero")
         st.prev_prob = prob
         st.zoom_prev = prob
+        paper = cfg.progressive_merge == "paper"
         if st.merged is None:
+            if paper and len(st.clicks) == cfg.keep_prev_after:
+                # From scratch the paper merges from the next click on, into this click's mask.
+                st.merged = TiledMap.from_array(prob.mask(cfg.mask_thresh))
             return prob, cfg.mask_thresh
         # Both masks are False outside their boxes (+ the click): merge in that window only.
         cy, cx = focus.click_yx
         boxes = [b for b in (prob.bbox(cfg.mask_thresh)[1], st.merged.bbox(None)[1]) if b is not None]
         window = crop_rules.union_box(*[(b[0], b[1] + 1, b[2], b[3] + 1) for b in boxes], (cy, cy + 1, cx, cx + 1))
-        merged_w, flood = crop_rules.progressive_merge_in_window(
-            prob.read(window, cfg.mask_thresh), st.merged.read(window, None), window, focus.click_yx)
+        pred_w, prev_w = prob.read(window, cfg.mask_thresh), st.merged.read(window, None)
+        if paper:
+            merged_w, flood = crop_rules.paper_merge_in_window(pred_w, prev_w, window, focus.click_yx), False
+        else:
+            merged_w, flood = crop_rules.progressive_merge_in_window(pred_w, prev_w, window, focus.click_yx)
         st.merged = (st.merged.filled_outside(window, merged_w) if flood
                      else st.merged.with_box(window, merged_w, outside="zero"))
         st.zoom_prev = st.merged
