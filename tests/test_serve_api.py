@@ -21,6 +21,7 @@ from focalclick_edge.assets import sample_image_paths  # noqa: E402
 from focalclick_edge.errors import UserError  # noqa: E402
 from focalclick_edge.runtime import Session  # noqa: E402
 from focalclick_edge.runtime.images import read_image, read_mask  # noqa: E402
+from focalclick_edge.runtime.runs import get_run  # noqa: E402
 from focalclick_edge.serve.app import create_app  # noqa: E402
 from focalclick_edge.serve.settings import ServeSettings, resolve_run  # noqa: E402
 from focalclick_edge.serve.store import SessionGone, SessionStore, SessionUnknown  # noqa: E402
@@ -448,19 +449,20 @@ def test_run_ids_choose_backend_and_precision(b0s1_fp32_model_dir):
         create_app(ServeSettings(model_dir=b0s1_fp32_model_dir, run="tpu-int4"))
 
 
-def test_auto_prefers_openvino_int8_when_the_directory_has_it():
+def test_auto_serves_the_run_that_run_choice_picks_and_says_why(b0s1_fp32_model_dir):
     from focalclick_edge.runtime.model_dir import ModelDir
+    from focalclick_edge.runtime.run_choice import choose_run
 
-    def card(*pairs):
-        return ModelDir(Path("m"), {"variant": "b0-s1", "files": [
-            {"role": role, "backend": b, "precision": p} for b, p in pairs for role in ("segmentor", "refiner")]})
-
-    both = card(("onnxruntime", "fp32"), ("openvino", "fp32"), ("openvino", "int8"))
-    assert resolve_run(both, "auto", None, "fp32") == ("ov-int8", "openvino", "int8")
-    assert resolve_run(card(("onnxruntime", "fp32")), "auto", None, "fp32") == ("ort-fp32", "onnxruntime", "fp32")
-    assert resolve_run(both, "auto", "ov", "fp32") == ("ov-fp32", "openvino", "fp32")
-    with pytest.raises(UserError, match="neither"):
-        resolve_run(card(("openvino", "fp16")), "auto", None, "fp32")
+    lines = []
+    got = resolve_run(ModelDir.open(b0s1_fp32_model_dir), "auto", None, "fp32", log=lines.append)
+    spec, report = choose_run(b0s1_fp32_model_dir)
+    assert got[0] in ("ort-fp32", "ov-fp32") and got[1:] == (get_run(got[0]).backend, get_run(got[0]).precision)
+    assert set(report["per_click_graph_ms"]) == {"ort-fp32", "ov-fp32"}
+    assert lines and lines[0].startswith("--run auto chose " + got[0])
+    model = ModelDir.open(b0s1_fp32_model_dir)
+    assert resolve_run(model, "auto", "ov", "fp32") == ("ov-fp32", "openvino", "fp32")
+    h = make_client(b0s1_fp32_model_dir).get("/healthz").json()
+    assert h["run_choice"] == "auto" and h["run_choice_reason"].startswith("--run auto chose " + h["run"])
 
 
 def test_serve_app_speaks_the_label_studio_ml_backend_protocol_under_its_prefix(client):
@@ -496,21 +498,22 @@ def test_serve_with_cfr_answers_the_masks_of_a_cfr_session(b0s1_fp32_model_dir, 
 
 
 def test_auto_skips_an_int8_run_whose_recorded_agreement_is_under_the_floor(tmp_path):
-    """`--run auto` serves ov-int8 only when the export's recorded agreement with FP32 passes the floor."""
+    """`--run auto` considers ov-int8 only when the export's recorded stepwise agreement with FP32 passes."""
     import json
     import shutil
 
     from focalclick_edge.assets import shipped_model_dir
-    from focalclick_edge.runtime.model_dir import ModelDir
-    from focalclick_edge.serve.settings import AUTO_MIN_AGREEMENT
+    from focalclick_edge.runtime.run_choice import ACCURACY_FLOOR, choose_run
 
     model = tmp_path / "m"
     shutil.copytree(shipped_model_dir("b0-s1"), model)
     card_path = model / "model_card.json"
     card = json.loads(card_path.read_text())
-    card["quantization"]["agreement"]["openvino/int8"]["mean_iou"] = AUTO_MIN_AGREEMENT - 0.01
-    card_path.write_text(json.dumps(card))
-    assert resolve_run(ModelDir.open(model), "auto", None, "fp32")[0] == "ort-fp32"
-    card["quantization"]["agreement"]["openvino/int8"]["mean_iou"] = AUTO_MIN_AGREEMENT + 0.01
-    card_path.write_text(json.dumps(card))
-    assert resolve_run(ModelDir.open(model), "auto", None, "fp32")[0] == "ov-int8"
+    for value, refused in ((ACCURACY_FLOOR - 0.01, True), (ACCURACY_FLOOR + 0.01, False)):
+        card["quantization"]["agreement"]["openvino/int8"]["stepwise_mean_iou"] = value
+        card_path.write_text(json.dumps(card))
+        report = choose_run(model)[1]
+        why = report["excluded"].get("ov-int8", "")
+        assert ("floor" in why) is refused, report
+        assert refused or "ov-int8" in report["per_click_graph_ms"] or "not faster" in why
+

@@ -62,8 +62,11 @@ def test_without_model_serve_uses_the_shipped_b0s1_and_never_imports_torch():
     r = subprocess.run([sys.executable, "-c", SHIPPED_NO_TORCH], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
-    # auto: the shipped OpenVINO INT8 agrees with FP32 under serve's floor (settings.AUTO_MIN_AGREEMENT)
-    assert r.stdout.split() == ["b0-s1", "(shipped)", "ort-fp32", "200", "False"]
+    # auto: the fastest run here among those whose recorded accuracy passes; the shipped OpenVINO INT8
+    # (stepwise agreement 0.87, under run_choice.ACCURACY_FLOOR) never qualifies.
+    words = r.stdout.split()
+    assert words[:2] == ["b0-s1", "(shipped)"] and words[3:] == ["200", "False"]
+    assert words[2] in ("ort-fp32", "ort-int8", "ov-fp32")
 
 
 def test_segment_without_model_uses_the_shipped_b0s1(tmp_path):

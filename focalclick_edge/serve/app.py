@@ -110,7 +110,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
                  "with integer pixel coordinates")
 
 
-def _info(settings: ServeSettings, model_name: str, run_id: str, engine: Engine) -> dict[str, Any]:
+def _info(settings: ServeSettings, model_name: str, run_id: str, engine: Engine,
+          choice_reason: str | None = None) -> dict[str, Any]:
     fp = cpu_fingerprint(settings.threads)
     return {
         "status": "ok",
@@ -119,6 +120,7 @@ def _info(settings: ServeSettings, model_name: str, run_id: str, engine: Engine)
         "variant": engine.variant,
         "run": run_id,
         "run_choice": "auto" if settings.backend is None and settings.run == "auto" else "explicit",
+        "run_choice_reason": choice_reason,
         "backend": engine.backend,
         "precision": engine.precision,
         "threads": settings.threads,
@@ -139,7 +141,9 @@ def create_app(settings: ServeSettings) -> FastAPI:
     settings.check()
     model_path = Path(settings.model_dir) if settings.model_dir else default_model_dir()
     model = ModelDir.open(model_path)
-    run_id, backend, precision = resolve_run(model, settings.run, settings.backend, settings.precision)
+    choice: list[str] = []
+    run_id, backend, precision = resolve_run(model, settings.run, settings.backend, settings.precision,
+                                             settings.threads, log=choice.append)
     engine = Engine(model_path, backend, precision, settings.threads, settings.graph_workers, settings.cfr,
                     settings.merge)
     if settings.warmup:
@@ -151,7 +155,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     max_upload = int(settings.max_upload_mb * 2**20)
     shipped = settings.model_dir is None or _is_shipped(model_path)
     model_name = f"{model.variant} (shipped)" if shipped else f"{model.variant} ({model_path.name})"
-    info = _info(settings, model_name, run_id, engine)
+    info = _info(settings, model_name, run_id, engine, choice[0] if choice else None)
 
     app = FastAPI(title="focalclick-edge", version=__version__, docs_url=None, redoc_url=None)  # docs use a CDN
     app.state.engine, app.state.store, app.state.metrics, app.state.info = engine, store, metrics, info

@@ -16,7 +16,8 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
     p = sub.add_parser("serve", help="HTTP API and click-to-segment web page (needs the [serve] extra)")
     p.add_argument("--model", type=Path, default=None,
                    help="model directory written by `export` (default: the shipped b0-s1)")
-    p.add_argument("--run", default="auto", help="auto (ov-int8 when present, else ort-fp32) or a run id: "
+    p.add_argument("--run", default="auto",
+                   help="auto (the fastest run on this CPU whose recorded accuracy passes) or a run id: "
                    "ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8")
     p.add_argument("--backend", default=None, help="onnxruntime (ort) or openvino (ov); overrides --run")
     p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="with --backend")
@@ -74,6 +75,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                 host = f"[{settings.host}]" if ":" in settings.host else settings.host
                 print(f"focalclick-edge serve: http://{host}:{port}/  (model {info['model']}, run {info['run']}, "
                       f"ready in {ready_s:.1f} s; Ctrl-C stops)", flush=True)
+                if info.get("run_choice_reason"):
+                    print(f"focalclick-edge serve: {info['run_choice_reason']}", flush=True)
 
     # Not uvicorn.run(sockets=...): on sockets handed over that way accepted connections miss TCP_NODELAY,
     # and every keep-alive response then waits ~40 ms for a delayed ACK.

@@ -4,17 +4,11 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import UserError
 from ..runtime.model_dir import ModelDir
-from ..runtime.runs import RUN_IDS, backend_name, get_run, run_for, runs_in
-
-# `auto` for now: the first of these the model directory holds both graphs of (real selection comes later),
-# skipping an INT8 run whose recorded agreement with FP32 (the export's held-out click sessions, mean IoU)
-# is under AUTO_MIN_AGREEMENT: a faster run that moves masks that much is not the better default. The
-# shipped step-12600 b0-s1's OpenVINO INT8 agrees 0.79 and loses 1.4 NoC@90 on GrabCut; its FP32 serves.
-AUTO_ORDER = ("ov-int8", "ort-fp32")
-AUTO_MIN_AGREEMENT = 0.85
+from ..runtime.runs import RUN_IDS, backend_name, get_run, run_for
 
 
 @dataclass
@@ -80,46 +74,23 @@ def default_model_dir() -> Path:
     return path
 
 
-def resolve_run(model: ModelDir, run: str, backend: str | None, precision: str) -> tuple[str, str, str]:
-    """(run id, backend, precision) to serve; ``auto`` takes the first of AUTO_ORDER the directory has."""
+def resolve_run(model: ModelDir, run: str, backend: str | None, precision: str, threads: int | None = None,
+                log: Any = None) -> tuple[str, str, str]:
+    """(run id, backend, precision) to serve. ``auto``: ``runtime.run_choice.choose_run`` -- the fastest
+    run on this CPU whose recorded accuracy passes, never an INT8 run slower than its FP32 sibling."""
     if backend is not None:
         full = backend_name(backend)
         spec = run_for(full, precision)
         return (spec.id if spec else f"{full}-{precision}"), full, precision
-    have = _complete_runs(model)
     if run == "auto":
-        for rid in AUTO_ORDER:
-            spec = get_run(rid)
-            if (spec.backend, spec.precision) in have and recorded_agreement(model, rid) >= AUTO_MIN_AGREEMENT:
-                return rid, spec.backend, spec.precision
-        names = ", ".join(runs_in(sorted(have))) or "nothing"
-        raise UserError(f"{model.path} has neither {' nor '.join(AUTO_ORDER)} (it has: {names}); pass --run RUNID")
+        from ..runtime.run_choice import choose_run, describe_choice
+
+        spec, report = choose_run(model.path, threads=threads)
+        if log is not None:
+            log(describe_choice(report))
+        return spec.id, spec.backend, spec.precision
     if run not in RUN_IDS:
         raise UserError(f"unknown run {run!r}; choose auto or one of: {', '.join(RUN_IDS)}")
     spec = get_run(run)
     return run, spec.backend, spec.precision
 
-
-def recorded_agreement(model: ModelDir, run: str) -> float:
-    """Mean IoU with FP32 that the export recorded for an INT8 run (1.0 for float runs or when none is
-    recorded: nothing says it is worse)."""
-    spec = get_run(run)
-    backend, precision = spec.backend, spec.precision
-    if precision != "int8":
-        return 1.0
-    agreement = (model.card.get("quantization") or {}).get("agreement") or {}
-    entry = agreement.get(f"{backend}/{precision}") or {}
-    return float(entry.get("mean_iou", 1.0))
-
-
-def _complete_runs(model: ModelDir) -> set[tuple[str, str]]:
-    """(backend, precision) pairs with a Segmentor and the Refiner the Session would pair it with."""
-    from ..runtime.runs import refiner_precision_for
-
-    files = {(f["role"], f["backend"], f["precision"]) for f in model.card.get("files", [])}
-    out = set()
-    for backend, precision in model.available():
-        ref = refiner_precision_for(backend, precision)
-        if ("segmentor", backend, precision) in files and ("refiner", backend, ref) in files:
-            out.add((backend, precision))
-    return out
