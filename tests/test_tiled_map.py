@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from focalclick_edge.runtime import crop_rules
+from focalclick_edge.runtime import crop_rules, tiled_map
 from focalclick_edge.runtime.pipeline_config import OFFICIAL_PIPELINE
 from focalclick_edge.runtime.tiled_map import UNSTABLE_BANDS, BoxRows, TiledMap, roundtrip
 
@@ -93,3 +93,53 @@ def test_windowed_focus_crop_and_progressive_merge_equal_the_whole_image_rules(s
     expect = np.full((h, w), outside)
     expect[y1:y2, x1:x2] = merged_w
     assert np.array_equal(expect, merged)
+
+
+def test_resize_chain_windows_equal_the_full_resizes_and_bounds_hold():
+    """Any rows x column range of one or two chained align-corners resizes, computed alone, equals that
+    window of the full resizes bit for bit; ``bounds`` contains every value of a window."""
+    from focalclick_edge.runtime import resize as rs
+
+    rng = np.random.default_rng(0)
+    a = rng.random((64, 64), dtype=np.float32)
+    for sizes in ([(300, 220)], [(300, 220), (320, 200)], [(64, 64), (90, 91)], [(5, 3), (200, 1)]):
+        full = rs.resize_bilinear_align_corners(a, sizes[0])
+        for size in sizes[1:]:
+            if full.shape != size:
+                full = rs.resize_bilinear_align_corners(full, size)
+        chain = rs.ResizeChain(a, sizes)
+        h, w = chain.shape
+        for _ in range(20):
+            r1 = int(rng.integers(0, h))
+            r2 = int(rng.integers(r1 + 1, h + 1))
+            c1 = int(rng.integers(0, w))
+            c2 = int(rng.integers(c1 + 1, w + 1))
+            rows = np.sort(rng.choice(np.arange(r1, r2), size=min(7, r2 - r1), replace=False))
+            assert np.array_equal(chain.window(rows, c1, c2), full[rows, c1:c2]), sizes
+            lo, hi = chain.bounds(r1, r2, c1, c2)
+            assert lo <= full[r1:r2, c1:c2].min() and full[r1:r2, c1:c2].max() <= hi
+
+
+def test_lazy_box_decides_far_tiles_from_bounds_and_computes_only_the_tiles_near_the_threshold(monkeypatch):
+    from focalclick_edge.runtime import resize as rs
+
+    monkeypatch.setattr(tiled_map, "LAZY_MIN_PIXELS", 0)
+    yy, xx = np.mgrid[0:32, 0:32].astype(np.float32)
+    src = (xx / 31).astype(np.float32)  # a ramp: 0.5 only along one column band
+    chain = rs.ResizeChain(src, [(512, 512)])
+    calls = []
+
+    def window(rows, c1, c2):
+        calls.append((len(rows), c1, c2))
+        return chain.window(rows, c1, c2)
+
+    base = TiledMap.zeros((600, 600), np.float32, tile=64)
+    lazy = base.with_lazy_box((40, 552, 40, 552), window, chain.bounds, outside="zero")
+    mask = lazy.mask(0.5)
+    full = np.zeros((600, 600), np.float32)
+    full[40:552, 40:552] = rs.resize_bilinear_align_corners(src, (512, 512))
+    assert np.array_equal(mask, full > np.float32(0.5))
+    computed = len(calls)
+    n_tiles = sum(t is not None for row in lazy.grid for t in row)
+    assert 0 < computed < n_tiles / 3  # only the tiles the 0.5 column crosses (and the box edge ones)
+    assert np.array_equal(lazy.to_array(), full)

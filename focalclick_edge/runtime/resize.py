@@ -229,3 +229,58 @@ def resize_rows_source(src, out_hw: tuple[int, int], out: np.ndarray,
     ty = _composed_taps(h, int(mid_hw[0]), oh)
     tx = _composed_taps(w, int(mid_hw[1]), ow)
     return _resize_taps_2d(src, ty, tx, out)
+
+
+def resize_ac_window(a: np.ndarray, out_hw: tuple[int, int], rows: np.ndarray, c1: int, c2: int) -> np.ndarray:
+    """``resize_bilinear_align_corners(a, out_hw)[rows, c1:c2]`` of a 2-D ``a``, computed only there: each
+    output value is the same float32 expression of the same taps, so the values are identical."""
+    h, w = a.shape
+    oh, ow = int(out_hw[0]), int(out_hw[1])
+    rows = np.asarray(rows, np.int64)
+    if (oh, ow) == (h, w):
+        return a[rows, c1:c2].astype(np.float32)
+    ty, tx = _ac_taps(h, oh), _ac_taps(w, ow)
+    return _resize_taps_2d(a, ([ty[0][rows], ty[1][rows]], [ty[2][rows], ty[3][rows]]),
+                           ([tx[0][c1:c2], tx[1][c1:c2]], [tx[2][c1:c2], tx[3][c1:c2]]), None)
+
+
+class ResizeChain:
+    """``a`` resized (align_corners) to each size of ``sizes`` in turn, as the official inverse Zoom-In does
+    (crop size, then the -- possibly stale -- box size), evaluated on demand for any window of the result:
+    ``window(rows, c1, c2)`` gives the exact values there, reading only the intermediate rows and columns
+    it needs; ``bounds(r1, r2, c1, c2)`` bounds the values of a window without computing them (every value
+    is a convex combination of the source values its taps reach)."""
+
+    def __init__(self, a: np.ndarray, sizes: list[tuple[int, int]]) -> None:
+        self.a = a
+        self.sizes = [(int(h), int(w)) for h, w in sizes]
+        self.shape = self.sizes[-1]
+
+    def window(self, rows: np.ndarray, c1: int, c2: int) -> np.ndarray:
+        return self._window(len(self.sizes), np.asarray(rows, np.int64), c1, c2)
+
+    def _window(self, k: int, rows: np.ndarray, c1: int, c2: int) -> np.ndarray:
+        src_hw = self.a.shape if k == 1 else self.sizes[k - 2]
+        if k == 1:
+            return resize_ac_window(self.a, self.sizes[0], rows, c1, c2)
+        if self.sizes[k - 1] == src_hw:
+            return self._window(k - 1, rows, c1, c2)
+        ty, tx = _ac_taps(src_hw[0], self.sizes[k - 1][0]), _ac_taps(src_hw[1], self.sizes[k - 1][1])
+        need = np.unique(np.concatenate([ty[0][rows], ty[1][rows]]))
+        m1, m2 = int(tx[0][c1:c2].min()), int(tx[1][c1:c2].max()) + 1
+        mid = self._window(k - 1, need, m1, m2)
+        pos = np.searchsorted(need, ty[0][rows]), np.searchsorted(need, ty[1][rows])
+        return _resize_taps_2d(mid, ([pos[0], pos[1]], [ty[2][rows], ty[3][rows]]),
+                               ([tx[0][c1:c2] - m1, tx[1][c1:c2] - m1], [tx[2][c1:c2], tx[3][c1:c2]]), None)
+
+    def bounds(self, r1: int, r2: int, c1: int, c2: int) -> tuple[float, float]:
+        """Inclusive (min, max) of the source values the window ``[r1, r2) x [c1, c2)`` interpolates."""
+        for k in range(len(self.sizes), 0, -1):
+            src_hw = self.a.shape if k == 1 else self.sizes[k - 2]
+            if self.sizes[k - 1] == src_hw:
+                continue
+            ty, tx = _ac_taps(src_hw[0], self.sizes[k - 1][0]), _ac_taps(src_hw[1], self.sizes[k - 1][1])
+            r1, r2 = int(ty[0][r1]), int(ty[1][r2 - 1]) + 1
+            c1, c2 = int(tx[0][c1]), int(tx[1][c2 - 1]) + 1
+        block = self.a[r1:r2, c1:c2]
+        return float(block.min()), float(block.max())

@@ -8,6 +8,8 @@ to ``from_graphs``.
 """
 from __future__ import annotations
 
+import functools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +147,25 @@ def _sigmoid(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     return np.divide(np.float32(1.0), out, out=out)
 
 
+def _sigmoid64(x: float) -> float:
+    """A float64 sigmoid for bounds (monotone; the float32 values lie within a few ulps of it)."""
+    return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
+
+
+@functools.lru_cache(maxsize=8)
+def _logit_cut(t: float) -> np.float32 | None:
+    """The float32 ``c`` with ``_logit(p) > t`` exactly for ``p > c`` -- checked over the 2^17 float32
+    values around ``sigmoid(t)`` (beyond them logit is farther from ``t`` than its rounding); None
+    when the float32 logit is not monotone there (then callers compute the logits)."""
+    centre = np.array([1.0 / (1.0 + math.exp(-t))], np.float32).view(np.int32)[0]
+    ps = (centre + np.arange(-65536, 65537, dtype=np.int32)).view(np.float32)
+    above = _logit(ps) > np.float32(t)
+    k = int(np.argmax(above))
+    if k == 0 or not above[k] or above[:k].any() or not above[k:].all():
+        return None
+    return ps[k - 1]
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     """``log(p / (1 - p))`` in float32 (``p`` = 0 gives ``-inf``) into a new array, without temporaries."""
     out = np.subtract(np.float32(1.0), p)
@@ -186,7 +207,7 @@ class _TargetCrop:
 class _FocusCrop:
     box: tuple[int, int, int, int]  # exclusive (y1, y2, x1, x2)
     click_yx: tuple[int, int]  # the last click, (row, col)
-    logit_box: np.ndarray  # coarse logits inside global_roi (pasted into in place)
+    prob_in: TiledMap  # the coarse probabilities back in the image (lazy: computed per tile where read)
     feeds: dict[str, np.ndarray]
 
 
@@ -548,10 +569,11 @@ class Session:
         # inside the box, which is exact: nothing outside can pass a threshold.
         gy1, gy2, gx1, gx2 = global_roi
         in_hw = (input_box[1] + 1 - input_box[0], input_box[3] + 1 - input_box[2])
-        prob_in = rs.resize_bilinear_align_corners(_sigmoid(coarse256[0, 0]), in_hw)
-        if prob_in.shape != (gy2 - gy1, gx2 - gx1):
-            prob_in = rs.resize_bilinear_align_corners(prob_in, (gy2 - gy1, gx2 - gx1))
-        logit_box = _logit(prob_in)  # coarse logits inside global_roi
+        # Resized to the input crop, then to the box when they differ -- evaluated per tile, only where a
+        # tile's values are needed: thresholds that the source values decide cost nothing (a large photo's
+        # box is millions of pixels, almost all far from 0.5).
+        chain = rs.ResizeChain(_sigmoid(coarse256[0, 0]), [in_hw, (gy2 - gy1, gx2 - gx1)])
+        prob_in = TiledMap.zeros((h, w)).with_lazy_box(global_roi, chain.window, chain.bounds, outside="zero")
         wx, wy = self._to_work(st.clicks[-1][0], st.clicks[-1][1])
         click_yx = (wy, wx)
         # Both masks are False outside global_roi + the previous mask's box (+ the click): the Focus
@@ -560,13 +582,11 @@ class Session:
         window = crop_rules.union_box(
             global_roi, None if prev_box is None else (prev_box[0], prev_box[1] + 1, prev_box[2], prev_box[3] + 1),
             (click_yx[0], click_yx[0] + 1, click_yx[1], click_yx[1] + 1))
-        wy1, wy2, wx1, wx2 = window
-        pred_g = logit_box > np.float32(cfg.focus_logit_thresh)
-        if window == global_roi:
-            pred_w = pred_g
+        cut = _logit_cut(cfg.focus_logit_thresh)  # logit(p) > t exactly where p > cut
+        if cut is not None:
+            pred_w = prob_in.read(window, cut)
         else:
-            pred_w = np.zeros((wy2 - wy1, wx2 - wx1), np.bool_)
-            pred_w[gy1 - wy1:gy2 - wy1, gx1 - wx1:gx2 - wx1] = pred_g
+            pred_w = _logit(prob_in.read(window)) > np.float32(cfg.focus_logit_thresh)
         prev_w = st.prev_prob.read(window, cfg.focus_prev_thresh)
         box = crop_rules.focus_crop_box_in_window(pred_w, prev_w, window, (h, w), global_roi, click_yx, cfg)
         roi = crop_rules.focus_roi_in_target_frame(box, global_roi, n)
@@ -586,7 +606,7 @@ class Session:
             "cropped_feature": np.ascontiguousarray(cropped_feature, dtype=np.float32),
             "cropped_logits": np.ascontiguousarray(cropped_logits, dtype=np.float32),
         }
-        return _FocusCrop(box, click_yx, logit_box, feeds)
+        return _FocusCrop(box, click_yx, prob_in, feeds)
 
     def _refine(self, focus: _FocusCrop) -> np.ndarray:
         """The Refiner graph: refined logits of the Focus Crop."""
@@ -606,15 +626,25 @@ class Session:
         (thresholds skip it where provably unchanged: tiled_map.UNSTABLE_BANDS). Bit-identical to the
         full-image computation (tests/test_session_box_local.py)."""
         cfg = self.pipeline
-        gy1, gy2, gx1, gx2 = target.global_roi
         fy1, fy2, fx1, fx2 = focus.box
-        logit_box = focus.logit_box
+        # sigmoid(refined logits resized to the focus box), per tile where read (a copy: the backend may
+        # reuse its output buffer on the next call).
+        chain = rs.ResizeChain(np.array(refined[0, 0], np.float32), [(fy2 - fy1, fx2 - fx1)])
+
+        def values(rows: np.ndarray, c1: int, c2: int) -> np.ndarray:
+            v = chain.window(rows, c1, c2)
+            return _sigmoid(v, out=v)
+
+        def bounds(r1: int, r2: int, c1: int, c2: int) -> tuple[float, float]:
+            lo, hi = chain.bounds(r1, r2, c1, c2)
+            return _sigmoid64(lo), _sigmoid64(hi)
+
         if len(st.clicks) > cfg.keep_prev_after:
-            values = rs.resize_bilinear_align_corners(refined[0, 0], (fy2 - fy1, fx2 - fx1))
-            prob = st.prev_prob.with_box(focus.box, _sigmoid(values, out=values), outside="roundtrip")
+            prob = st.prev_prob.with_lazy_box(focus.box, values, bounds, outside="roundtrip")
         else:
-            rs.paste_resized(logit_box, refined[0, 0], (fy1 - gy1, fy2 - gy1, fx1 - gx1, fx2 - gx1))
-            prob = st.prev_prob.with_box(target.global_roi, _sigmoid(logit_box, out=logit_box), outside="zero")
+            # The official map: sigmoid of the coarse logits (logit of prob_in: a round trip of prob_in,
+            # kept lazy) with the refined logits pasted into the focus box; zero outside global_roi.
+            prob = focus.prob_in.with_lazy_box(focus.box, values, bounds, outside="roundtrip")
         st.prev_prob = prob
         st.zoom_prev = prob
         paper = cfg.progressive_merge == "paper"
