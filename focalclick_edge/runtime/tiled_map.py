@@ -77,13 +77,14 @@ class _Tile:
     function computes on demand, with bounds that decide its thresholded masks without computing them."""
 
     __slots__ = ("_data", "_parent", "_child", "_fixed", "_masks", "_stats", "_stable", "shape", "_gen",
-                 "_bounds")
+                 "_bounds", "_win")
 
     def __init__(self, data: np.ndarray | None, parent: _Tile | None = None,
                  shape: tuple[int, int] | None = None, gen: RowsFn | None = None,
                  bounds: tuple[float, float] | None = None) -> None:
         self._data, self._parent, self._child, self._fixed = data, parent, None, False
         self._gen, self._bounds = gen, bounds
+        self._win: tuple[RowsFn, int, int] | None = None  # a tile wholly inside a lazy box: (window, by, bx)
         self._masks: dict[float | None, np.ndarray] = {}
         self._stats: dict[float | None, tuple[int, tuple[int, int, int, int]]] = {}
         self._stable: dict[float, bool] = {}
@@ -135,6 +136,16 @@ class _Tile:
         for _ in range(depth):
             out = roundtrip(out)
         return out
+
+    def lazy_source(self) -> tuple[tuple[RowsFn, int, int], int] | None:
+        """((window, box y, box x), round trips) when this tile's values are still uncomputed values of a
+        lazy box's window, round-tripped that many times; else None."""
+        depth, src = 0, self
+        while src._data is None and src._gen is None:
+            depth, src = depth + 1, src._parent
+        if src._data is not None or src._win is None:
+            return None
+        return src._win, depth
 
     def _stable_for(self, thresh: float) -> bool:
         """No value whose round-trip orbit crosses ``thresh``; holds for every descendant too (their
@@ -252,7 +263,9 @@ class TiledMap:
                     lo, hi = bounds(iy1 - y1, iy2 - y1, ix1 - x1, ix2 - x1)
                     tb = (lo, hi) if inside else (min(lo, 0.0), max(hi, 0.0))
                 gen = _box_part(window, (ty1, tx1), (iy1, iy2, ix1, ix2), (y1, x1), base)
-                grid[ty][tx] = _Tile(None, shape=(ty2 - ty1, tx2 - tx1), gen=gen, bounds=tb)
+                grid[ty][tx] = t = _Tile(None, shape=(ty2 - ty1, tx2 - tx1), gen=gen, bounds=tb)
+                if inside:
+                    t._win = (window, y1, x1)
         return TiledMap(self.shape, self.dtype, grid, self.tile)
 
     def _tile_box(self, ty: int, tx: int) -> Box4:
@@ -353,13 +366,21 @@ class TiledMap:
         for ty in np.unique(tys):
             sel = np.flatnonzero(tys == ty)
             local = row_idx[sel] - ty * t
+            run: list = []  # consecutive uncomputed tiles of one lazy window: one window call for all
             for tx in range(x1 // t, -(-x2 // t)):
                 tile = self.grid[ty][tx]
-                if tile is None:
-                    continue
                 _, _, tx1, tx2 = self._tile_box(int(ty), tx)
                 ix1, ix2 = max(x1, tx1), min(x2, tx2)
-                out[sel, ix1 - x1:ix2 - x1] = tile.rows(local, ix1 - tx1, ix2 - tx1)
+                src = None if tile is None else tile.lazy_source()
+                if run and (src is None or src[0][0] is not run[0][0][0] or src[1] != run[0][1]):
+                    _flush_run(run, out, sel, row_idx[sel], x1)
+                    run = []
+                if src is not None:
+                    run.append((src[0], src[1], ix1, ix2))
+                elif tile is not None:
+                    out[sel, ix1 - x1:ix2 - x1] = tile.rows(local, ix1 - tx1, ix2 - tx1)
+            if run:
+                _flush_run(run, out, sel, row_idx[sel], x1)
         return out
 
     def bbox(self, thresh: float | None = None) -> tuple[int, Box4 | None]:
@@ -386,6 +407,16 @@ class TiledMap:
             for tile in row:
                 if tile is not None:
                     yield from tile.arrays()
+
+
+def _flush_run(run: list, out: np.ndarray, sel: np.ndarray, rows: np.ndarray, x1: int) -> None:
+    """Write a run of adjacent lazy tiles' rows (same window, same round trips) with one window call."""
+    (window, by, bx), depth = run[0][0], run[0][1]
+    a, b = run[0][2], run[-1][3]
+    vals = window(rows - by, a - bx, b - bx)
+    for _ in range(depth):
+        vals = roundtrip(vals)
+    out[sel, a - x1:b - x1] = vals
 
 
 def _box_part(window: RowsFn, origin: tuple[int, int], part: Box4, box_origin: tuple[int, int],
