@@ -104,3 +104,17 @@ def test_bench_pools_samples_load_time_and_peak_memory_over_rounds():
     pooled = pool_rounds([a, b, c])
     assert pooled["samples"]["total"] == [1.0, 2.0, 3.0, 4.0]
     assert pooled["load_ms"] == 20.0 and pooled["peak_rss_mb"] == 100.0 and pooled["model_rss_mb"] == 50.0
+
+
+def test_bench_image_mp_writes_the_size_curve_as_json_and_png(model_dir, tmp_path, capsys):
+    """`bench --image-mp` runs each size in its own process and reports the curve, its ratios to the
+    smallest size and the targets; --json and --plot write the result and its PNG."""
+    out, png = tmp_path / "sizes.json", tmp_path / "sizes.png"
+    rc = main(["bench", "--model", str(model_dir), "--runs", "ort-fp32", "--threads", "1", "--image-mp", "0.05,0.2",
+               "--json", str(out), "--plot", str(png)])
+    assert rc == 0
+    res = json.loads(out.read_text())
+    assert [s["mp"] for s in res["sizes"]] == [0.05, 0.2] and res["sizes"][0]["per_click_ratio"] == 1.0
+    assert all(s["per_click_p50_ms"] > 0 and s["peak_rss_mb"] > 0 for s in res["sizes"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| 0.2 MP |" in capsys.readouterr().out

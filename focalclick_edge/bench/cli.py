@@ -25,11 +25,12 @@ def _handle_image_size(args: argparse.Namespace) -> int:
     from ..assets import sample_image_paths
     from ..fileio import write_json_atomic
     from ..hardware import available_cpus
-    from .image_size import format_image_size_table, run_image_size_bench
+    from .image_size import format_image_size_table, run_image_size_bench, write_image_size_plot
 
     if (args.image is None) != (args.mask is None):
         raise UserError("--image and --mask go together: give both, or neither for the bundled sample")
     check_writable(args.json, "--json")
+    check_writable(args.plot, "--plot")
     image, mask = (args.image, args.mask) if args.image else sample_image_paths()
     runs = args.runs or ["ov-int8"]
     if len(runs) != 1:
@@ -42,6 +43,9 @@ def _handle_image_size(args: argparse.Namespace) -> int:
     if args.json:
         write_json_atomic(args.json, result)
         print(f"wrote {args.json}", file=sys.stderr)
+    if args.plot:
+        write_image_size_plot(result, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 

@@ -136,6 +136,32 @@ def format_image_size_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+
+def write_image_size_plot(result: dict[str, Any], path: str | Path) -> None:
+    """PNG: per-click p50 and ``set_image`` against megapixels (log-log), the target ratios as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sizes = result["sizes"]
+    mps = [s["mp"] for s in sizes]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(mps, [s["per_click_p50_ms"] for s in sizes], "o-", label="per click p50")
+    ax.plot(mps, [s["set_image_ms"] for s in sizes], "s-", label="set_image")
+    base = sizes[0]["per_click_p50_ms"]
+    targets = [(sizes[0]["mp"], base)] + sorted((mp, base * r) for mp, r in TARGETS["per_click_ratio"].items())
+    ax.plot([t[0] for t in targets], [t[1] for t in targets], "k--", label="per-click target")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("megapixels")
+    ax.set_ylabel("ms")
+    ax.set_title(f"{result.get('run', '')}, {result.get('threads', '')} threads")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
     Path(argv[1]).write_text(json.dumps(measure(spec)))
