@@ -245,12 +245,7 @@ class TiledMap:
         y1, y2, x1, x2 = box
         if (y2 - y1) * (x2 - x1) <= LAZY_MIN_PIXELS:
             return self.with_box(box, window(np.arange(y2 - y1), 0, x2 - x1), outside)
-        if outside == "zero":
-            grid = [[None] * len(r) for r in self.grid]
-        elif outside == "roundtrip":
-            grid = [[None if t is None else t.roundtripped() for t in r] for r in self.grid]
-        else:
-            grid = [list(r) for r in self.grid]
+        grid = self._outside_grid(outside)
         rows, cols = self._tiles_over(box)
         for ty in rows:
             for tx in cols:
@@ -283,18 +278,22 @@ class TiledMap:
         y1, y2, x1, x2 = self._tile_box(ty, tx)
         return np.zeros((y2 - y1, x2 - x1), self.dtype)
 
+    def _outside_grid(self, outside: str) -> list[list[_Tile | None]]:
+        """A new grid holding what an update keeps outside its box: this map's tiles (``"keep"``), none
+        (``"zero"``), or each tile marked round-tripped once more (``"roundtrip"``, lazy)."""
+        if outside == "zero":
+            return [[None] * len(r) for r in self.grid]
+        if outside == "roundtrip":
+            return [[None if t is None else t.roundtripped() for t in r] for r in self.grid]
+        return [list(r) for r in self.grid]
+
     def with_box(self, box: Box4, values: np.ndarray | Callable[[np.ndarray], None], outside: str = "keep") -> TiledMap:
         """A new map: ``values`` (``(y2-y1, x2-x1)``, or a function writing into a given box view) inside
         ``box``, and outside it this map's values (``"keep"``), zeros (``"zero"``), or this map's values
         after one logit -> sigmoid round trip (``"roundtrip"``, lazy for the tiles the box misses)."""
         y1, y2, x1, x2 = box
         rows, cols = self._tiles_over(box)
-        if outside == "zero":
-            grid = [[None] * len(r) for r in self.grid]
-        elif outside == "roundtrip":
-            grid = [[None if t is None else t.roundtripped() for t in r] for r in self.grid]
-        else:
-            grid = [list(r) for r in self.grid]
+        grid = self._outside_grid(outside)
         for ty in rows:
             for tx in cols:
                 ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
