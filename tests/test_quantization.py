@@ -164,6 +164,10 @@ def test_openvino_int8_has_fake_quantize_on_activations(exported):
         assert counts["conv_with_activation_fq"] == counts["conv"] - len(float_convs) > 0, (role, counts)
     # The Segmentor graph ends at its logits conv (the runtime upsamples): that conv stays float too.
     assert any("linear_pred" in n for n in card["quantization"]["openvino"]["segmentor"]["ignored_scope"])
+    # The SegFormer decode head's upsamplings read float features (their inputs are never rounded).
+    seg = ov.Core().read_model(str(model_dir / "openvino" / "segmentor.int8.xml"))
+    interps = [op for op in seg.get_ordered_ops() if op.get_type_name() == "Interpolate"]
+    assert interps and all(op.input_value(0).get_node().get_type_name() != "FakeQuantize" for op in interps)
     # The refiner's Eq. 1 blend stays float: no FakeQuantize right before its Sigmoid / Multiply tail.
     ref = ov.Core().read_model(str(model_dir / "openvino" / "refiner.int8.xml"))
     for op in ref.get_ordered_ops():
@@ -193,6 +197,8 @@ def test_card_records_files_calibration_recipe_and_agreement(exported):
     assert ort["activation_type"].startswith("QUInt8")
     assert q["openvino"]["segmentor"]["model_type"] == "TRANSFORMER"  # SegFormer
     assert q["openvino"]["refiner"]["preset"].startswith("MIXED")
+    assert q["openvino"]["segmentor"]["preset"].startswith("PERFORMANCE")
+    assert q["openvino"]["segmentor"]["ignored_types"] == ["Interpolate"]
     assert q["refiner_tail"]["openvino"]["decision"].startswith("tail")
     for key in ("float_tail", "openvino_preset", "onnxruntime_types", "sqnr_floor"):
         assert q["why"][key]
