@@ -83,25 +83,26 @@ def test_int8_export_has_every_backend_precision_and_each_runs_a_click(exported)
         assert float(np.mean(np.abs(p - ref))) < _int8_prob_bound(combo), combo
 
 
-def test_ort_int8_session_pairs_int8_segmentor_with_fp32_refiner_unless_asked(exported):
+def test_int8_sessions_pair_int8_segmentor_with_fp32_refiner_unless_asked(exported):
     from focalclick_edge.runtime.session import Session
 
     model_dir, card = exported
     assert card["quantization"]["runs"]["onnxruntime/int8"] == {"segmentor": "int8", "refiner": "fp32"}
-    assert card["quantization"]["runs"]["openvino/int8"] == {"segmentor": "int8", "refiner": "int8"}
+    assert card["quantization"]["runs"]["openvino/int8"] == {"segmentor": "int8", "refiner": "fp32"}
     image, gt = _sample()
     ys, xs = np.nonzero(gt == 1)
     y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
     probs = {}
     for backend, precision, ref_precision in (("onnxruntime", "int8", None), ("onnxruntime", "int8", "int8"),
-                                              ("openvino", "int8", None)):
+                                              ("openvino", "int8", None), ("openvino", "int8", "int8")):
         s = Session(model_dir, backend, precision, refiner_precision=ref_precision)
-        expected = ref_precision or ("fp32" if backend == "onnxruntime" else "int8")
+        expected = ref_precision or "fp32"
         assert s.refiner_precision == expected
         s.set_image(image)
         probs[(backend, ref_precision)] = s.add_click(x, y, True).prob
-    # Same int8 Segmentor, different Refiner graphs: the two ORT maps differ (the override is honoured).
+    # Same int8 Segmentor, different Refiner graphs: the maps differ (the override is honoured).
     assert not np.array_equal(probs[("onnxruntime", None)], probs[("onnxruntime", "int8")])
+    assert not np.array_equal(probs[("openvino", None)], probs[("openvino", "int8")])
 
 
 def _single_conv_models(model, names):

@@ -35,12 +35,12 @@ def test_every_run_id_is_one_row_with_its_graph_files_and_baseline():
     assert RUN_IDS == ("ort-fp32", "ort-int8", "ov-fp32", "ov-fp16", "ov-int8")
     assert len({(r.backend, r.precision) for r in RUNS}) == len(RUNS)
     ort_int8 = get_run("ort-int8")
-    # ONNX Runtime INT8 pairs its Segmentor with the FP32 Refiner (faster there).
+    # Both INT8 runs pair their Segmentor with the FP32 Refiner (faster, and it holds NoC).
     assert ort_int8.files == {"segmentor": "segmentor.int8.onnx", "refiner": "refiner.fp32.onnx"}
     assert get_run("ov-int8").files == {"segmentor": "openvino/segmentor.int8.xml",
-                                        "refiner": "openvino/refiner.int8.xml"}
+                                        "refiner": "openvino/refiner.fp32.xml"}
     assert refiner_precision_for("onnxruntime", "int8") == "fp32"
-    assert refiner_precision_for("openvino", "int8") == "int8"
+    assert refiner_precision_for("openvino", "int8") == "fp32"
     assert run_for("openvino", "fp16").id == "ov-fp16" and run_for("torch", "fp32") is None
     assert gated_pairs(RUN_IDS) == [("ort-int8", "ort-fp32"), ("ov-int8", "ov-fp32")]
 

@@ -201,9 +201,11 @@ def run_int8_stage(
     quant["runs"] = {f"{r.backend}/int8": {"segmentor": "int8", "refiner": r.refiner_precision}
                      for r in RUNS if r.precision == "int8"}
     quant["why"]["runs"] = (
-        "an ONNX Runtime int8 session pairs the int8 Segmentor with the fp32 Refiner: ORT's QDQ Refiner is "
-        "slower than its fp32 graph (bench, 2 threads, b0-s1 6.5 vs 4.1 ms, hrnet18s-s2 7.6 vs 4.4 ms) and "
-        "moves the mask more; refiner.int8.onnx is still written (Session(..., refiner_precision='int8'))"
+        "int8 sessions pair the int8 Segmentor with the fp32 Refiner: ORT's QDQ Refiner is slower than its "
+        "fp32 graph (bench, 2 threads, b0-s1 6.5 vs 4.1 ms, hrnet18s-s2 7.6 vs 4.4 ms), OpenVINO's is no "
+        "faster (AMX Xeon 4.96 vs 4.19 ms), and int8 rounding in the Refiner flips boundary pixels (shipped "
+        "b0-s1, GrabCut NoC@90 ov-int8 6.34 with it, 5.70 without, ov-fp32 5.82); the int8 Refiners are "
+        "still written (Session(..., refiner_precision='int8'); --run auto takes one where it times faster)"
     )
     timings["quantization_s"] = round(time.perf_counter() - t_q, 2)
     card["quantization"] = quant
