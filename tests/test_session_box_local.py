@@ -121,6 +121,36 @@ def test_a_click_builds_new_tiles_only_over_its_box_and_shares_the_rest(b0s1_fp3
                     assert tile is None
 
 
+@pytest.mark.parametrize("lazy", [False, True])
+def test_history_keeps_no_masks_of_replaced_tiles_and_undo_recomputes_the_same(b0s1_fp32_model_dir, monkeypatch,
+                                                                              lazy):
+    """A replaced tile (reachable only by undo) forgets its memoised masks and, if lazy, its values, so
+    the history costs tiles, not one mask per click; undo then computes the same masks bit for bit."""
+    monkeypatch.setattr(tiled_map, "TILE", 64)
+    if lazy:
+        monkeypatch.setattr(tiled_map, "LAZY_MIN_PIXELS", 0)
+    img, gt = _image_and_gt("book", 1.5)
+    s = Session(b0s1_fp32_model_dir)
+    s.set_image(img)
+    clicker = Clicker(gt)
+    pred = np.zeros(gt.shape, bool)
+    masks = []
+    for _ in range(6):
+        c = clicker.make_next_click(pred)
+        pred = s.add_click(c.x, c.y, c.positive).mask
+        masks.append(pred.copy())
+    snap = s.snapshot()
+    live = {id(t) for m in (snap.state.prev_prob, snap.state.zoom_prev) if m is not None for t in m.tiles()}
+    replaced = [t for st in snap.history for m in (st.prev_prob, st.zoom_prev) if m is not None
+                for t in m.tiles() if id(t) not in live]
+    assert replaced  # every click here changes a box
+    assert all(not t._masks for t in replaced)
+    if lazy:
+        assert all(t._data is None for t in replaced if t._gen is not None)
+    for k in range(4, -1, -1):
+        assert np.array_equal(s.undo().mask, masks[k])
+
+
 @pytest.mark.slow
 def test_12mp_session_without_working_resolution_equals_the_full_image_session(b0s1_fp32_model_dir):
     """A 12 MP photo with the working resolution turned off runs the official pipeline at full resolution:

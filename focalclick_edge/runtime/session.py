@@ -26,7 +26,7 @@ from .model_dir import ModelDir
 from .pipeline_config import OFFICIAL_PIPELINE, PipelineConfig
 from .roi_align import roi_align_aligned
 from .runs import refiner_precision_for
-from .tiled_map import BoxRows, TiledMap
+from .tiled_map import BoxRows, TiledMap, release_replaced
 
 STAGES = ("preprocess", "segmentor", "focus_crop", "refiner", "merge", "total")
 
@@ -494,6 +494,7 @@ class Session:
                                 focus_box=focus.box, full_hw=self._full_hw if self._scaled() else None)
         self._history.append(prev)
         self._state = st
+        release_replaced(_maps(prev), _maps(st))
         return st.result
 
     def _target_crop(self, img: np.ndarray, st: _State) -> _TargetCrop:
@@ -697,6 +698,13 @@ class Session:
         base = st.full_mask or TiledMap.zeros((fh, fw), np.bool_)
         st.full_mask = base.with_box(inner, values, outside=outside)
         return st.full_mask, None
+
+
+def _maps(st: _State) -> list[TiledMap | None]:
+    """Every tiled map a state (and its result) reads."""
+    res = st.result
+    return [st.prev_prob, st.zoom_prev, st.merged, st.full_mask,
+            *((res._prob_map, res._mask_map) if res is not None else ())]
 
 
 def _cv2():
