@@ -3,7 +3,10 @@
 An image and its ground-truth mask are upscaled (bilinear / nearest) to each size; in a fresh process per
 size (so that peak RSS is that size's own), one run's Session replays the official clicker's clicks and we
 record ``set_image`` (the upscaled array is already in memory: decoding excluded), per-click time around
-``add_click`` plus reading ``.mask`` (p50 of clicks ``2..8``), and peak RSS after the clicks. Sizes are
+``add_click`` plus reading ``.mask`` (p50 of clicks ``2..8``), and peak RSS after the clicks. The clicks
+come from a first process per size that plays the clicker against the session (its full-image distance
+transforms peak at ~0.9 GB at 48 MP, which is the evaluation's cost, not the session's); the measuring
+process replays them with neither the clicker nor the ground truth in memory. Sizes are
 repeated in interleaved rounds; the report gives each size's figures and their ratios to the smallest
 size within the same run (absolute times on a shared machine drift, ratios much less).
 
@@ -26,16 +29,17 @@ TARGETS = {"per_click_ratio": {12.0: 1.5, 48.0: 2.0}, "set_image_ms_48mp": 300.0
 TIMED_CLICKS = range(1, 8)  # clicks 2..8 (0-based indices)
 
 
-def upscale_to_mp(image: np.ndarray, mask: np.ndarray, mp: float) -> tuple[np.ndarray, np.ndarray]:
-    """``image`` (bilinear) and ``mask`` (nearest) resized to ``mp`` megapixels, aspect kept."""
+def upscale_to_mp(image: np.ndarray, mask: np.ndarray | None, mp: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """``image`` (bilinear) and ``mask`` (nearest; None stays None) resized to ``mp`` megapixels, aspect kept."""
     import cv2
 
     h, w = image.shape[:2]
     f = (mp * 1e6 / (h * w)) ** 0.5
     size = (max(1, round(w * f)), max(1, round(h * f)))
     img = cv2.resize(image, size, interpolation=cv2.INTER_LINEAR)
-    m = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return img, m
+    if mask is None:
+        return img, None
+    return img, cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def _peak_rss_mb() -> float:
@@ -44,29 +48,46 @@ def _peak_rss_mb() -> float:
     return peak()
 
 
-def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    """One size in this process: clicks from the official clicker (an untimed first session), then
-    ``sessions`` timed sessions replaying them."""
-    from ..evaluation.clicker import Clicker
-    from ..runtime.images import read_image, read_mask
+def _session(spec: dict[str, Any]) -> Any:
     from ..runtime.runs import get_run
     from ..runtime.session import Session
 
-    image = read_image(spec["image"])
-    gt = read_mask(spec["mask"], image.shape[:2])
-    image, gt = upscale_to_mp(image, gt, float(spec["mp"]))
     run = get_run(spec["run"])
-    session = Session(spec["model_dir"], backend=run.backend, precision=run.precision,
-                      threads=int(spec["threads"]), **spec.get("session_kwargs", {}))
-    n_clicks = int(spec["clicks"])
+    return Session(spec["model_dir"], backend=run.backend, precision=run.precision,
+                   threads=int(spec["threads"]), **spec.get("session_kwargs", {}))
+
+
+def _upscaled_image(spec: dict[str, Any]) -> np.ndarray:
+    from ..runtime.images import read_image
+
+    return upscale_to_mp(read_image(spec["image"]), None, float(spec["mp"]))[0]
+
+
+def official_clicks(spec: dict[str, Any]) -> list[tuple[int, int, bool]]:
+    """The official clicker's ``spec["clicks"]`` clicks for this size, played against the session."""
+    from ..evaluation.clicker import Clicker
+    from ..runtime.images import read_image, read_mask
+
+    image = read_image(spec["image"])
+    image, gt = upscale_to_mp(image, read_mask(spec["mask"], image.shape[:2]), float(spec["mp"]))
+    session = _session(spec)
     session.set_image(image)
     clicker = Clicker(gt)
     pred = np.zeros(gt.shape, bool)
     clicks = []
-    for _ in range(n_clicks):
+    for _ in range(int(spec["clicks"])):
         c = clicker.make_next_click(pred)
-        clicks.append((c.x, c.y, c.positive))
+        clicks.append((int(c.x), int(c.y), bool(c.positive)))
         pred = session.add_click(c.x, c.y, c.positive).mask
+    return clicks
+
+
+def measure(spec: dict[str, Any]) -> dict[str, Any]:
+    """One size in this process: ``sessions`` timed sessions replaying ``spec["replay"]`` (from
+    ``official_clicks`` in another process)."""
+    image = _upscaled_image(spec)
+    session = _session(spec)
+    clicks = [tuple(c) for c in spec["replay"]]
     set_image_ms, per_click = [], []
     for _ in range(int(spec["sessions"])):
         t0 = time.perf_counter()
@@ -86,20 +107,28 @@ def run_image_size_bench(model_dir: Path, run: str, mps: list[float], threads: i
                          log=print) -> dict[str, Any]:
     """Every size in its own process, ``rounds`` times interleaved; samples pooled per size."""
     pooled: dict[float, dict[str, Any]] = {}
+    replay: dict[float, list] = {}
     with tempfile.TemporaryDirectory(prefix="fce-imgsize-") as tmp:
+
+        def worker(spec: dict[str, Any], what: str) -> dict[str, Any]:
+            spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
+            spec_path.write_text(json.dumps(spec))
+            proc = subprocess.run([sys.executable, "-m", "focalclick_edge.bench.image_size", str(spec_path),
+                                   str(out_path)], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise RuntimeError(f"image-size worker failed ({what}): {proc.stderr.strip()[-2000:]}")
+            return json.loads(out_path.read_text())
+
         for r in range(rounds):
             for mp in mps:
                 spec = {"model_dir": str(model_dir), "run": run, "mp": mp, "threads": threads, "image": str(image),
                         "mask": str(mask), "sessions": sessions, "clicks": clicks,
                         "session_kwargs": session_kwargs or {}}
-                spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
-                spec_path.write_text(json.dumps(spec))
+                if mp not in replay:
+                    log(f"{mp} MP: official clicker")
+                    replay[mp] = worker({**spec, "phase": "clicks"}, f"clicker at {mp} MP")["clicks"]
                 log(f"round {r + 1}/{rounds}: {mp} MP")
-                proc = subprocess.run([sys.executable, "-m", "focalclick_edge.bench.image_size", str(spec_path),
-                                       str(out_path)], capture_output=True, text=True)
-                if proc.returncode != 0:
-                    raise RuntimeError(f"image-size worker failed at {mp} MP: {proc.stderr.strip()[-2000:]}")
-                res = json.loads(out_path.read_text())
+                res = worker({**spec, "replay": replay[mp]}, f"{mp} MP")
                 p = pooled.setdefault(mp, {"mp": mp, "image_hw": res["image_hw"], "set_image_ms": [],
                                            "per_click_ms": [], "peak_rss_mb": 0.0})
                 p["set_image_ms"] += res["set_image_ms"]
@@ -164,7 +193,8 @@ def write_image_size_plot(result: dict[str, Any], path: str | Path) -> None:
 
 def main(argv: list[str]) -> int:
     spec = json.loads(Path(argv[0]).read_text())
-    Path(argv[1]).write_text(json.dumps(measure(spec)))
+    out = {"clicks": official_clicks(spec)} if spec.get("phase") == "clicks" else measure(spec)
+    Path(argv[1]).write_text(json.dumps(out))
     return 0
 
 
