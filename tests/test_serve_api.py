@@ -296,7 +296,8 @@ def test_bad_masks_are_refused(client):
 @pytest.fixture(scope="module")
 def tight(b0s1_fp32_model_dir) -> TestClient:
     # 320x212 = 68 kP: 0.1 MP admits the sample; 4 B/px (uint8 image + base mask) -> 0.27 MB a session
-    # before clicks, and a click covering the whole image keeps 5 B/px (its probability tiles + mask).
+    # before clicks, and a click covering the whole image keeps 4 B/px of probability tiles in the history
+    # (plus 1 B/px of mask while it is the latest click).
     return make_client(b0s1_fp32_model_dir, max_sessions=3, max_upload_mb=0.2, max_image_mp=0.1, max_memory_mb=2.0)
 
 
@@ -334,7 +335,7 @@ def test_past_max_sessions_the_least_recently_used_is_evicted_and_gets_410(tight
 
 def test_past_the_memory_cap_the_least_recently_used_sessions_are_evicted(tight):
     sids = [new_session(tight) for _ in range(3)]
-    for _ in range(4):  # each click keeps a probability map and a mask in the undo history
+    for _ in range(6):  # each click keeps its probability tiles in the undo history (~0.27 MB here)
         assert click(tight, sids[-1], *CLICKS[0]).status_code == 200
     alive = [tight.get(f"/v1/sessions/{s}").status_code for s in sids]
     assert alive[-1] == 200 and 410 in alive
