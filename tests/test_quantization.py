@@ -209,7 +209,7 @@ def test_card_records_files_calibration_recipe_and_agreement(exported):
             assert set(q["latency_ms_quick"][backend][role]) == {"fp32", "int8"}
     ag = q["agreement"]
     assert ag["held_out"] is True and ag["reference"] == "onnxruntime fp32"
-    for key in ("onnxruntime/int8", "openvino/int8", "openvino/fp16"):
+    for key in ("onnxruntime/int8", "openvino/int8", "openvino/fp16", "openvino/int8+refiner-int8"):
         a = ag[key]
         assert a["sessions"] == 2 and a["clicks"] == 8
         assert 0.0 <= a["min_iou"] <= a["mean_iou"] <= 1.0

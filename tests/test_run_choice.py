@@ -9,7 +9,12 @@ import pytest
 pytest.importorskip("torch")
 
 from focalclick_edge.runtime import Session  # noqa: E402
-from focalclick_edge.runtime.run_choice import _fingerprint, choose_run, describe_choice  # noqa: E402
+from focalclick_edge.runtime.run_choice import (  # noqa: E402
+    OV_INT8_REFINER_KEY,
+    _fingerprint,
+    choose_run,
+    describe_choice,
+)
 
 
 def _card_with(tmp_path, src, graphs_ms, agreement):
@@ -43,6 +48,20 @@ def test_auto_picks_the_fastest_passing_run_and_pairs_openvino_int8_with_the_fas
     assert (spec.id, spec.refiner_precision) == ("ov-int8", "fp32")
     assert report["source"] == "export timings (same CPU)" and report["per_click_graph_ms"]["ov-int8"] == 9.0
     assert "ov-int8" in describe_choice(report)
+
+
+@pytest.mark.parametrize(("pairing_iou", "expected"), [(0.97, "int8"), (0.85, "fp32"), (None, "fp32")])
+def test_auto_takes_the_faster_int8_refiner_only_when_its_own_pairing_agrees(
+        tmp_path, b0s1_fp32_model_dir, pairing_iou, expected):
+    """The INT8 Refiner times faster here, but it draws the boundary: auto pairs it with the INT8
+    Segmentor only when that pairing's recorded agreement passes too (missing counts as failing)."""
+    ms = {**MS, "openvino/refiner/int8": 2.0}
+    agreement = dict(GOOD)
+    if pairing_iou is not None:
+        agreement[OV_INT8_REFINER_KEY] = {"stepwise_mean_iou": pairing_iou}
+    spec, report = choose_run(_card_with(tmp_path, b0s1_fp32_model_dir, ms, agreement))
+    assert (spec.id, spec.refiner_precision) == ("ov-int8", expected)
+    assert report["per_click_graph_ms"]["ov-int8"] == (8.0 if expected == "int8" else 9.0)
 
 
 def test_int8_slower_than_its_fp32_baseline_or_failing_accuracy_is_never_chosen(tmp_path, b0s1_fp32_model_dir):

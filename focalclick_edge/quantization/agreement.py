@@ -146,11 +146,13 @@ def stepwise_agreement(reference: Any, session: Any, refs: list[ReferenceSession
             "stepwise_min_iou": round(float(np.min(ious)), 5)}
 
 
-def measure(model_dir: Path, backend: str, precision: str, refs: list[ReferenceSession]) -> dict[str, Any]:
-    """Replayed-session agreement (``mean_iou`` ...) and one-step agreement (``stepwise_*``)."""
+def measure(model_dir: Path, backend: str, precision: str, refs: list[ReferenceSession],
+            refiner_precision: str | None = None) -> dict[str, Any]:
+    """Replayed-session agreement (``mean_iou`` ...) and one-step agreement (``stepwise_*``) of the run's
+    Session (its run-table Refiner pairing unless ``refiner_precision`` says otherwise)."""
     from ..runtime.session import Session
 
-    session = Session(model_dir, backend, precision)
+    session = Session(model_dir, backend, precision, refiner_precision=refiner_precision)
     out = replay_agreement(session, refs)
     out.update(stepwise_agreement(Session(model_dir, "onnxruntime", "fp32"), session, refs))
     return out

@@ -16,6 +16,7 @@ import numpy as np
 from ..calibration.dataset import CalibrationSet
 from ..export.model_card import file_entry
 from ..fileio import sha256_file
+from ..runtime.run_choice import OV_INT8_REFINER_KEY
 from ..runtime.runs import BACKENDS, ROLES, RUNS, graph_relpath
 from ..variants import Variant
 
@@ -205,7 +206,8 @@ def run_int8_stage(
         "fp32 graph (bench, 2 threads, b0-s1 6.5 vs 4.1 ms, hrnet18s-s2 7.6 vs 4.4 ms), OpenVINO's is no "
         "faster (AMX Xeon 4.96 vs 4.19 ms), and int8 rounding in the Refiner flips boundary pixels (shipped "
         "b0-s1, GrabCut NoC@90 ov-int8 6.34 with it, 5.70 without, ov-fp32 5.82); the int8 Refiners are "
-        "still written (Session(..., refiner_precision='int8'); --run auto takes one where it times faster)"
+        "still written (Session(..., refiner_precision='int8'); --run auto takes the OpenVINO one where it "
+        "times faster and agreement['openvino/int8+refiner-int8'] passes)"
     )
     timings["quantization_s"] = round(time.perf_counter() - t_q, 2)
     card["quantization"] = quant
@@ -225,6 +227,8 @@ def run_int8_stage(
     }
     for backend, precision in (("onnxruntime", "int8"), ("openvino", "int8"), ("openvino", "fp16")):
         agreement[f"{backend}/{precision}"] = ag.measure(tmp, backend, precision, refs)
+    # The other pairing --run auto may take where the INT8 Refiner times faster (run_choice.py).
+    agreement[OV_INT8_REFINER_KEY] = ag.measure(tmp, "openvino", "int8", refs, refiner_precision="int8")
     quant["agreement"] = agreement
     _time(timings, "agreement_s", t0)
 

@@ -43,7 +43,8 @@ class RunSpec:
     draws the boundary inside the Focus Crop, exactly where NoC@90 is decided, and its int8 rounding
     flips pixels there (shipped b0-s1, GrabCut NoC@90: ov-int8 6.34 with the INT8 Refiner, 5.70 with
     the FP32 one, ov-fp32 5.82), while OpenVINO's INT8 Refiner is no faster (2 threads, AMX Xeon: 4.96
-    vs 4.19 ms). ``--run auto`` still takes the INT8 Refiner where it times faster (run_choice.py).
+    vs 4.19 ms). ``--run auto`` takes the INT8 Refiner where it times faster and that pairing's own
+    recorded agreement passes (run_choice.py).
     ``baseline`` is the FP32 run an INT8 run is compared with (``eval --max-noc-drop``), None for runs
     that are not gated.
     """
