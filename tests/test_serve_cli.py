@@ -11,6 +11,8 @@ import pytest
 pytest.importorskip("uvicorn")
 from serve_server import ROOT, running_server  # noqa: E402
 
+from focalclick_edge.runtime.model_dir import ModelDir  # noqa: E402
+
 
 def test_serve_prints_its_url_and_answers_healthz_and_the_page(b0s1_fp32_model_dir):
     with running_server("--model", str(b0s1_fp32_model_dir)) as (url, line, _pid):
@@ -62,11 +64,16 @@ def test_without_model_serve_uses_the_shipped_b0s1_and_never_imports_torch():
     r = subprocess.run([sys.executable, "-c", SHIPPED_NO_TORCH], cwd=ROOT, capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr
-    # auto: the fastest run here among those whose recorded accuracy passes; the shipped OpenVINO INT8
-    # (stepwise agreement 0.87, under run_choice.ACCURACY_FLOOR) never qualifies.
+    # auto: the fastest run here among those whose recorded accuracy passes (which one depends on this
+    # CPU's timings; the accuracy gate depends only on the card).
+    from focalclick_edge.assets import MODELS_DIR
+    from focalclick_edge.runtime.run_choice import choose_run
+
     words = r.stdout.split()
     assert words[:2] == ["b0-s1", "(shipped)"] and words[3:] == ["200", "False"]
-    assert words[2] in ("ort-fp32", "ort-int8", "ov-fp32")
+    _, report = choose_run(MODELS_DIR / "b0-s1", retime=False)
+    failing = {rid for rid, why in report["excluded"].items() if "stepwise" in why or "agreement" in why}
+    assert words[2] in ModelDir.open(MODELS_DIR / "b0-s1").runs() and words[2] not in failing
 
 
 def test_segment_without_model_uses_the_shipped_b0s1(tmp_path):
