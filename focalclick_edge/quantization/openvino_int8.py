@@ -13,7 +13,7 @@ Recipe and why:
   Interpolate float 0.104 / 0.029 / 0.038; PERFORMANCE with Interpolate float 0.038 / 0.026 / 0.036
   (sign flips 0.5 / 0.3 / 0.6 % of pixels, was 2.0 / 1.1 / 0.8 %); latency unchanged (2 threads, AMX:
   2.97 -> 2.87 ms). Quantizing the upsampled head features rounds the sum that becomes the logits, and
-  on AMX the asymmetric-activation kernels add error of their own; neither showed on CNN graphs;
+  on AMX the asymmetric-activation kernels add error of their own; CNN graphs keep MIXED (not re-measured);
 - ``target_device=CPU``: the CPU plugin's quantizer placement rules;
 - ``subset_size`` = all recorded inputs (tens to hundreds): statistics are cheap at this size;
 - fast bias correction on (the default; it corrects the per-channel mean shift int8 weights cause);

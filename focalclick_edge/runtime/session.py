@@ -81,9 +81,6 @@ class ClickResult:
     def _drop_cache(self) -> None:
         self._cache = {}
 
-    def _arrays(self) -> list[np.ndarray]:
-        return [*self._cache.values(), *self._prob_map.arrays(), *self._mask_map.arrays()]
-
 
 @dataclass
 class _State:
@@ -97,6 +94,12 @@ class _State:
     merged: TiledMap | None = None  # Progressive-Merge mask (initial-mask mode only)
     full_mask: TiledMap | None = None  # working resolution only: the full-resolution mask
     result: ClickResult | None = None
+
+    def maps(self) -> list[TiledMap | None]:
+        """Every tiled map this state and its result read."""
+        res = self.result
+        return [self.prev_prob, self.zoom_prev, self.merged, self.full_mask,
+                *((res._prob_map, res._mask_map) if res is not None else ())]
 
 
 @dataclass(frozen=True)
@@ -115,11 +118,11 @@ class SessionSnapshot:
         seen: dict[int, int] = {}
         arrays: list[np.ndarray | None] = [self.image]
         for st in (self.state, *self.history):
-            for m in (st.prev_prob, st.zoom_prev, st.merged, st.full_mask):
+            for m in st.maps():
                 if m is not None:
                     arrays += m.arrays()
             if st.result is not None:
-                arrays += st.result._arrays()
+                arrays += st.result._cache.values()
         for a in arrays:
             if a is not None:
                 seen[id(a)] = a.nbytes
@@ -494,7 +497,7 @@ class Session:
                                 focus_box=focus.box, full_hw=self._full_hw if self._scaled() else None)
         self._history.append(prev)
         self._state = st
-        release_replaced(_maps(prev), _maps(st))
+        release_replaced(prev.maps(), st.maps())
         return st.result
 
     def _target_crop(self, img: np.ndarray, st: _State) -> _TargetCrop:
@@ -698,13 +701,6 @@ class Session:
         base = st.full_mask or TiledMap.zeros((fh, fw), np.bool_)
         st.full_mask = base.with_box(inner, values, outside=outside)
         return st.full_mask, None
-
-
-def _maps(st: _State) -> list[TiledMap | None]:
-    """Every tiled map a state (and its result) reads."""
-    res = st.result
-    return [st.prev_prob, st.zoom_prev, st.merged, st.full_mask,
-            *((res._prob_map, res._mask_map) if res is not None else ())]
 
 
 def _cv2():

@@ -413,10 +413,8 @@ class TiledMap:
 
     def arrays(self) -> Iterator[np.ndarray]:
         """Every array this map's tiles hold (for byte counts; callers de-duplicate by identity)."""
-        for row in self.grid:
-            for tile in row:
-                if tile is not None:
-                    yield from tile.arrays()
+        for tile in self.tiles():
+            yield from tile.arrays()
 
 
 def release_replaced(old: Iterable[TiledMap | None], new: Iterable[TiledMap | None]) -> None:
