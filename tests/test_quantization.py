@@ -33,17 +33,18 @@ def int8_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """(model dir, returned card) of one INT8 export, built on first use in this process."""
     if "dir" not in _BUILT:
         from focalclick_edge.export.exporter import export_variant
-        from focalclick_edge.quantization import agreement
+        from focalclick_edge.quantization import agreement, pipeline
 
         root = tmp_path_factory.mktemp("int8export")
         ckpt = write_official_checkpoint(VARIANT, root / "ckpt.pth")
-        old = agreement.AGREEMENT_IMAGES
+        old = agreement.AGREEMENT_IMAGES, pipeline.SEARCH_BUDGET_S
         agreement.AGREEMENT_IMAGES = 1  # 2 held-out sessions keep the shared fixture quick
+        pipeline.SEARCH_BUDGET_S = 12.0  # a few trials of the float search, not all of them
         try:
             card = export_variant(VARIANT, root / "model", checkpoint=ckpt, log=lambda s: None, int8=True,
                                   calib_size=2, seed=0, calib_cache_dir=root / "cache")
         finally:
-            agreement.AGREEMENT_IMAGES = old
+            agreement.AGREEMENT_IMAGES, pipeline.SEARCH_BUDGET_S = old
         _BUILT["dir"] = (root / "model", card)
     return _BUILT["dir"]
 
@@ -200,6 +201,11 @@ def test_card_records_files_calibration_recipe_and_agreement(exported):
     assert q["openvino"]["refiner"]["preset"].startswith("MIXED")
     assert q["openvino"]["segmentor"]["preset"].startswith("PERFORMANCE")
     assert q["openvino"]["segmentor"]["ignored_types"] == ["Interpolate"]
+    # The float search ran on the SegFormer Segmentor and what it kept float is in the ignored scope.
+    fs = q["openvino"]["segmentor"]["float_search"]
+    assert fs["trials"][0]["float"] == "(none)" and fs["stopped"] in ("searched", "time budget")
+    assert set(fs["kept_float"]) <= set(q["openvino"]["segmentor"]["ignored_scope"])
+    assert fs["error_after"] <= fs["error_before"] and "float_search" not in q["openvino"]["refiner"]
     assert q["refiner_tail"]["openvino"]["decision"].startswith("tail")
     for key in ("float_tail", "openvino_preset", "onnxruntime_types", "sqnr_floor"):
         assert q["why"][key]

@@ -19,7 +19,8 @@ Recipe and why:
 - fast bias correction on (the default; it corrects the per-channel mean shift int8 weights cause);
 - ignored scope = the weight-free tail after the last convolution (scope.py): for the Refiner the
   Eq. 1 blend of logits, for the Segmentor its logits upsampling; plus the logits convolutions that
-  feed it.
+  feed it; plus, for SegFormer Segmentors, what the float search (float_search.py) measures worth
+  keeping float (on the shipped b0-s1: block1.0's attention spatial-reduction conv).
 """
 from __future__ import annotations
 
