@@ -61,36 +61,35 @@ def search(names: Sequence[str], error: Callable[[list[str]], float], budget_s: 
             log(f"float search: {group} ({len(members)} layers) float -> error {e:.4f}")
         return e
 
+    Best = tuple[str, list[str], float]
+
+    def best_of(groups: dict[str, list[str]]) -> tuple[Best | None, bool]:
+        """The group whose float leaves the least error, and whether the budget ran out first."""
+        found: Best | None = None
+        for key, members in groups.items():
+            if time.perf_counter() >= deadline:
+                return found, True
+            e = trial(key, members)
+            if found is None or e < found[2]:
+                found = (key, members, e)
+        return found, False
+
     base = trial("(none)", [])
-    best: tuple[str, list[str], float] | None = None
-    stopped = "searched"
     level = 0
-    groups = _groups(names, level)
-    for key, members in groups.items():
-        if time.perf_counter() >= deadline:
-            stopped = "time budget"
-            break
-        e = trial(key, members)
-        if best is None or e < best[2]:
-            best = (key, members, e)
+    best, out_of_time = best_of(_groups(names, level))
+    stopped = "time budget" if out_of_time else "searched"
     if best is None or best[2] > (1 - GAIN) * base:
         return {"kept_float": [], "error_before": round(base, 5), "error_after": round(base, 5),
-                "trials": trials, "stopped": stopped if best is not None else "time budget",
-                "gain_needed": GAIN}
-    while len(best[1]) > 1 and level < LEVELS - 1 and stopped == "searched":
+                "trials": trials, "stopped": stopped, "gain_needed": GAIN}
+    while len(best[1]) > 1 and level < LEVELS - 1 and not out_of_time:
         level += 1
         subs = _groups(best[1], level)
         if len(subs) == 1:
             continue  # this level does not split the group: look one level finer
         floor = base - SHARE * (base - best[2])
-        sub_best: tuple[str, list[str], float] | None = None
-        for key, members in subs.items():
-            if time.perf_counter() >= deadline:
-                stopped = "time budget"
-                break
-            e = trial(key, members)
-            if sub_best is None or e < sub_best[2]:
-                sub_best = (key, members, e)
+        sub_best, out_of_time = best_of(subs)
+        if out_of_time:
+            stopped = "time budget"
         if sub_best is None or sub_best[2] > floor:
             break
         best = sub_best
