@@ -274,10 +274,11 @@ def test_accuracy_control_records_a_bounded_attempt(tmp_path, monkeypatch):
     import time
 
     from focalclick_edge.export.exporter import export_variant
-    from focalclick_edge.quantization import accuracy, agreement
+    from focalclick_edge.quantization import accuracy, agreement, pipeline
 
     monkeypatch.setattr(accuracy, "DEFAULT_BUDGET_S", 60.0)
     monkeypatch.setattr(agreement, "AGREEMENT_IMAGES", 1)
+    monkeypatch.setattr(pipeline, "SEARCH_BUDGET_S", 12.0)  # this test is about accuracy control's budget
     ckpt = write_official_checkpoint(VARIANT, tmp_path / "ckpt.pth")
     t0 = time.perf_counter()
     card = export_variant(VARIANT, tmp_path / "model", checkpoint=ckpt, log=lambda s: None, int8=True,
