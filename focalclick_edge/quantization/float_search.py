@@ -33,9 +33,11 @@ LEVELS = 4  # stage, block, sub-module, layer
 
 def group_key(name: str, level: int) -> str:
     """The group of layer ``name`` at ``level`` (0 = stage ... 3 = the layer itself)."""
+    if level >= LEVELS - 1:
+        return name
     parts = name.strip("/").split("/")
-    if level >= LEVELS - 1 or len(parts) < 3:
-        return name if level >= LEVELS - 1 else "/".join(parts[:2])
+    if len(parts) < 3:
+        return "/".join(parts[:2])
     if level == 0:
         return "/".join([parts[0], re.sub(r"\.\d+$", "", parts[1])])
     return "/".join(parts[: level + 1])
@@ -77,10 +79,9 @@ def search(names: Sequence[str], error: Callable[[list[str]], float], budget_s: 
     base = trial("(none)", [])
     level = 0
     best, out_of_time = best_of(_groups(names, level))
-    stopped = "time budget" if out_of_time else "searched"
     if best is None or best[2] > (1 - GAIN) * base:
         return {"kept_float": [], "error_before": round(base, 5), "error_after": round(base, 5),
-                "trials": trials, "stopped": stopped, "gain_needed": GAIN}
+                "trials": trials, "stopped": _stopped(out_of_time), "gain_needed": GAIN}
     while len(best[1]) > 1 and level < LEVELS - 1 and not out_of_time:
         level += 1
         subs = _groups(best[1], level)
@@ -88,11 +89,13 @@ def search(names: Sequence[str], error: Callable[[list[str]], float], budget_s: 
             continue  # this level does not split the group: look one level finer
         floor = base - SHARE * (base - best[2])
         sub_best, out_of_time = best_of(subs)
-        if out_of_time:
-            stopped = "time budget"
         if sub_best is None or sub_best[2] > floor:
             break
         best = sub_best
     return {"kept_float": list(best[1]), "group": best[0], "error_before": round(base, 5),
-            "error_after": round(best[2], 5), "trials": trials, "stopped": stopped,
-            "gain_needed": GAIN, "share_kept": SHARE}
+            "error_after": round(best[2], 5), "trials": trials,
+            "stopped": _stopped(out_of_time), "gain_needed": GAIN, "share_kept": SHARE}
+
+
+def _stopped(out_of_time: bool) -> str:
+    return "time budget" if out_of_time else "searched"
