@@ -143,3 +143,58 @@ def test_lazy_box_decides_far_tiles_from_bounds_and_computes_only_the_tiles_near
     n_tiles = sum(t is not None for row in lazy.grid for t in row)
     assert 0 < computed < n_tiles / 3  # only the tiles the 0.5 column crosses (and the box edge ones)
     assert np.array_equal(lazy.to_array(), full)
+
+
+def test_resize_chain_samples_equal_the_full_resizes_at_any_rows_and_columns():
+    """``ResizeChain.sample`` (the Target Crop's 256 sample of a photo-sized lazy map) gives the full
+    resizes' values at any increasing index grid, bit for bit."""
+    from focalclick_edge.runtime import resize as rs
+
+    rng = np.random.default_rng(1)
+    a = rng.random((48, 40), dtype=np.float32)
+    for sizes in ([(300, 220)], [(300, 220), (320, 200)], [(48, 40), (90, 91)], [(5, 3), (200, 1)]):
+        full = rs.resize_bilinear_align_corners(a, sizes[0])
+        for size in sizes[1:]:
+            if full.shape != size:
+                full = rs.resize_bilinear_align_corners(full, size)
+        chain = rs.ResizeChain(a, sizes)
+        h, w = chain.shape
+        for _ in range(10):
+            rows = np.unique(rng.integers(0, h, int(rng.integers(1, 40))))
+            cols = np.unique(rng.integers(0, w, int(rng.integers(1, 40))))
+            assert np.array_equal(chain.sample(rows, cols), full[np.ix_(rows, cols)]), sizes
+
+
+def test_sampling_a_lazy_map_gives_its_values_without_computing_its_tiles(monkeypatch):
+    """``TiledMap.sample`` over lazy boxes (also round-tripped once more, as the Session's previous map
+    is) equals the dense map at the sampled points, and computes no tile of the box."""
+    from focalclick_edge.runtime import resize as rs
+
+    monkeypatch.setattr(tiled_map, "LAZY_MIN_PIXELS", 0)
+    rng = np.random.default_rng(2)
+    src = rng.random((16, 16), dtype=np.float32)
+    chain = rs.ResizeChain(src, [(300, 280), (310, 290)])
+    window = chain.window
+    base = TiledMap.from_array(_probs(rng, (400, 380)), tile=32)
+    lazy = base.with_lazy_box((50, 360, 30, 320), window, chain.bounds, outside="roundtrip", sample=chain.sample)
+    # A second box inside the first: its tiles interrupt the first box's runs along a row.
+    later = lazy.with_lazy_box((100, 200, 100, 200), window, chain.bounds, outside="roundtrip",
+                               sample=chain.sample)
+    dense = roundtrip(base.to_array())
+    dense[50:360, 30:320] = chain.window(np.arange(310), 0, 290)
+    dense_later = roundtrip(dense)
+    dense_later[100:200, 100:200] = chain.window(np.arange(100), 0, 100)
+    for m, d in ((lazy, dense), (later, dense_later)):
+        for _ in range(5):
+            rows = np.unique(rng.integers(0, 400, 60))
+            cols = np.unique(rng.integers(0, 380, 60))
+            assert np.array_equal(m.sample(rows, cols), d[np.ix_(rows, cols)])
+            rb = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+            assert np.array_equal(BoxRows(m, rb).sample(rows - rb[0], cols - rb[2]), d[np.ix_(rows, cols)])
+    # Only the box-edge tiles (no sample function of their own) computed rows; inner tiles were sampled.
+    inner = sum(t is not None and t._win is not None for row in lazy.grid for t in row)
+    assert inner > 0 and all(t._data is None for row in lazy.grid for t in row if t is not None and t._win)
+    # Once computed (partly), the tiles still sample to the same values.
+    assert np.array_equal(later.read((90, 260, 80, 300)), dense_later[90:260, 80:300])
+    rows, cols = np.unique(rng.integers(0, 400, 80)), np.unique(rng.integers(0, 380, 80))
+    assert np.array_equal(later.sample(rows, cols), dense_later[np.ix_(rows, cols)])

@@ -105,17 +105,30 @@ def _resize_ac(a: np.ndarray, out_hw: tuple[int, int], channels_first: bool, out
         if scale is not None:
             out *= scale
         return out
-    ty, tx = _two_taps(_ac_taps(h, oh)), _two_taps(_ac_taps(w, ow))
+    fy, fx = _ac_filter(h, oh), _ac_filter(w, ow)
     if not channels_first:
-        return _resize_taps_2d(a, ty, tx, out, scale)
+        if 2 * len(fx[1][0]) <= w:  # a downscale: gather only the rows and columns it reads
+            return _resize_taps_2d(np.take(a[fy[1][0]], fx[1][0], axis=1), fy[1][1], fx[1][1], out, scale)
+        return _resize_taps_2d(a, fy[0], fx[0], out, scale)
     # Plane by plane: every temporary stays C-contiguous and each plane lands in its slot of the
     # (C, oh, ow) output; a 3-D fancy gather comes back in a transposed layout that made the
     # element-wise passes ~2x slower (and copying an HWC result to CHW costs another pass).
     if out is None:
         out = np.empty((a.shape[0], oh, ow), np.float32)
-    for c in range(a.shape[0]):
-        _resize_taps_2d(a[c], ty, tx, out[c], scale)
+    _resize_planes(a, fy, fx, out, scale)
     return out
+
+
+def _resize_planes(a: np.ndarray, fy: Filter, fx: Filter, out: np.ndarray, scale: np.float32 | None) -> None:
+    """``_resize_taps_2d`` of each plane of a ``(C, H, W)`` source into ``out[c]``; a downscale gathers
+    only the rows and columns it reads."""
+    (ty, (ry, cty)), (tx, (rx, ctx)) = fy, fx
+    compact = 2 * len(rx) <= a.shape[2]
+    for c in range(a.shape[0]):
+        if compact:
+            _resize_taps_2d(np.take(a[c][ry], rx, axis=1), cty, ctx, out[c], scale)
+        else:
+            _resize_taps_2d(a[c], ty, tx, out[c], scale)
 
 
 def resize_bilinear_align_corners(img: np.ndarray, out_hw: tuple[int, int], out: np.ndarray | None = None,
@@ -190,10 +203,9 @@ def crop_resize_twice_align_corners(img: np.ndarray, box_exclusive: Box4, mid_hw
     """
     y1, y2, x1, x2 = box_exclusive
     src = img[:, y1:y2, x1:x2]
-    ty = _composed_taps(y2 - y1, int(mid_hw[0]), int(out_hw[0]))
-    tx = _composed_taps(x2 - x1, int(mid_hw[1]), int(out_hw[1]))
-    for c in range(src.shape[0]):
-        _resize_taps_2d(src[c], ty, tx, out[c], scale)
+    fy = _composed_filter(y2 - y1, int(mid_hw[0]), int(out_hw[0]))
+    fx = _composed_filter(x2 - x1, int(mid_hw[1]), int(out_hw[1]))
+    _resize_planes(src, fy, fx, out, scale)
     return out
 
 
@@ -216,19 +228,63 @@ def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.n
 def resize_rows_source(src, out_hw: tuple[int, int], out: np.ndarray,
                        mid_hw: tuple[int, int] | None = None) -> np.ndarray:
     """``resize_bilinear_align_corners`` (or, with ``mid_hw``, two resizes composed as in
-    ``crop_resize_twice_align_corners``) of a 2-D source that need only support ``src.shape`` and row
-    gathers ``src[row_indices]`` (a box of the Session's tiled map): the same float32 result, and only
-    the rows the filter reads are ever assembled."""
+    ``crop_resize_twice_align_corners``) of a 2-D source that need only support ``src.shape`` and
+    ``src.sample(rows, cols)`` (the values at those rows x columns: a box of the Session's tiled map): the
+    same float32 result, and only the source values the filter reads are ever computed."""
     h, w = src.shape
     oh, ow = int(out_hw[0]), int(out_hw[1])
     if mid_hw is None:
         if (oh, ow) == (h, w):
-            np.copyto(out, src[np.arange(h)])
+            np.copyto(out, src.sample(np.arange(h), np.arange(w)))
             return out
-        return _resize_taps_2d(src, _two_taps(_ac_taps(h, oh)), _two_taps(_ac_taps(w, ow)), out)
-    ty = _composed_taps(h, int(mid_hw[0]), oh)
-    tx = _composed_taps(w, int(mid_hw[1]), ow)
-    return _resize_taps_2d(src, ty, tx, out)
+        fy, fx = _ac_filter(h, oh), _ac_filter(w, ow)
+    else:
+        fy, fx = _composed_filter(h, int(mid_hw[0]), oh), _composed_filter(w, int(mid_hw[1]), ow)
+    (ty, (ry, cty)), (tx, (rx, ctx)) = fy, fx
+    if 2 * len(rx) > w:  # reads most columns anyway: whole rows are cheaper to gather than points
+        return _resize_taps_2d(src, ty, tx, out)
+    return _resize_taps_2d(src.sample(ry, rx), cty, ctx, out)
+
+
+def _compacted(t: TapList) -> tuple[np.ndarray, TapList]:
+    """(the distinct source indices a filter reads, the filter re-indexed into them): a large source
+    shrunk to 256 reads ~512 of its rows and columns, and only those need to be gathered or computed.
+    Every output value is the same float32 expression of the same source values."""
+    used = np.unique(np.concatenate(t[0]))
+    return used, ([np.searchsorted(used, i) for i in t[0]], t[1])
+
+
+# One axis of a resize: its taps, and the same taps re-indexed into the distinct source indices they read.
+Filter = tuple[TapList, tuple[np.ndarray, TapList]]
+
+
+@functools.lru_cache(maxsize=512)
+def _ac_filter(n_in: int, n_out: int) -> Filter:
+    return _filter(_two_taps(_ac_taps(n_in, n_out)))
+
+
+@functools.lru_cache(maxsize=256)
+def _composed_filter(n_in: int, n_mid: int, n_out: int) -> Filter:
+    return _filter(_composed_taps(n_in, n_mid, n_out))
+
+
+def _filter(t: TapList) -> Filter:
+    used, (idx, wts) = _compacted(t)
+    _frozen(used, *idx)
+    return t, (used, (idx, wts))
+
+
+def resize_ac_sample(a: np.ndarray, out_hw: tuple[int, int], rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``resize_bilinear_align_corners(a, out_hw)[np.ix_(rows, cols)]`` of a 2-D ``a``, computed only
+    there (the same float32 expressions as the whole resize, so the same values)."""
+    h, w = a.shape
+    oh, ow = int(out_hw[0]), int(out_hw[1])
+    rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
+    if (oh, ow) == (h, w):
+        return np.take(a[rows], cols, axis=1).astype(np.float32)
+    ty, tx = _ac_taps(h, oh), _ac_taps(w, ow)
+    return _resize_taps_2d(a, ([ty[0][rows], ty[1][rows]], [ty[2][rows], ty[3][rows]]),
+                           ([tx[0][cols], tx[1][cols]], [tx[2][cols], tx[3][cols]]), None)
 
 
 def resize_ac_window(a: np.ndarray, out_hw: tuple[int, int], rows: np.ndarray, c1: int, c2: int) -> np.ndarray:
@@ -272,6 +328,23 @@ class ResizeChain:
         pos = np.searchsorted(need, ty[0][rows]), np.searchsorted(need, ty[1][rows])
         return _resize_taps_2d(mid, ([pos[0], pos[1]], [ty[2][rows], ty[3][rows]]),
                                ([tx[0][c1:c2] - m1, tx[1][c1:c2] - m1], [tx[2][c1:c2], tx[3][c1:c2]]), None)
+
+    def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        """The values at ``rows`` x ``cols`` (index arrays), reading only the intermediate values they
+        need: a 256 sample of a photo-sized box costs a 256 sample, not 512 photo-wide rows."""
+        return self._sample(len(self.sizes), np.asarray(rows, np.int64), np.asarray(cols, np.int64))
+
+    def _sample(self, k: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        src_hw = self.a.shape if k == 1 else self.sizes[k - 2]
+        if k == 1:
+            return resize_ac_sample(self.a, self.sizes[0], rows, cols)
+        if self.sizes[k - 1] == src_hw:
+            return self._sample(k - 1, rows, cols)
+        ty, tx = _ac_taps(src_hw[0], self.sizes[k - 1][0]), _ac_taps(src_hw[1], self.sizes[k - 1][1])
+        (ry, (iy, _)), (rx, (ix, _)) = (_compacted(([ty[0][rows], ty[1][rows]], [])),
+                                        _compacted(([tx[0][cols], tx[1][cols]], [])))
+        mid = self._sample(k - 1, ry, rx)
+        return _resize_taps_2d(mid, (iy, [ty[2][rows], ty[3][rows]]), (ix, [tx[2][cols], tx[3][cols]]), None)
 
     def bounds(self, r1: int, r2: int, c1: int, c2: int) -> tuple[float, float]:
         """Inclusive (min, max) of the source values the window ``[r1, r2) x [c1, c2)`` interpolates."""

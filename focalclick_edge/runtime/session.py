@@ -577,7 +577,8 @@ class Session:
         # tile's values are needed: thresholds that the source values decide cost nothing (a large photo's
         # box is millions of pixels, almost all far from 0.5).
         chain = rs.ResizeChain(_sigmoid(coarse256[0, 0]), [in_hw, (gy2 - gy1, gx2 - gx1)])
-        prob_in = TiledMap.zeros((h, w)).with_lazy_box(global_roi, chain.window, chain.bounds, outside="zero")
+        prob_in = TiledMap.zeros((h, w)).with_lazy_box(global_roi, chain.window, chain.bounds,
+                                                       outside="zero", sample=chain.sample)
         wx, wy = self._to_work(st.clicks[-1][0], st.clicks[-1][1])
         click_yx = (wy, wx)
         # Both masks are False outside global_roi + the previous mask's box (+ the click): the Focus
@@ -639,16 +640,19 @@ class Session:
             v = chain.window(rows, c1, c2)
             return _sigmoid(v, out=v)
 
+        def sample(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            v = chain.sample(rows, cols)
+            return _sigmoid(v, out=v)
+
         def bounds(r1: int, r2: int, c1: int, c2: int) -> tuple[float, float]:
             lo, hi = chain.bounds(r1, r2, c1, c2)
             return _sigmoid64(lo), _sigmoid64(hi)
 
-        if len(st.clicks) > cfg.keep_prev_after:
-            prob = st.prev_prob.with_lazy_box(focus.box, values, bounds, outside="roundtrip")
-        else:
-            # The official map: sigmoid of the coarse logits (logit of prob_in: a round trip of prob_in,
-            # kept lazy) with the refined logits pasted into the focus box; zero outside global_roi.
-            prob = focus.prob_in.with_lazy_box(focus.box, values, bounds, outside="roundtrip")
+        # Before click keep_prev_after + 1, the official map: sigmoid of the coarse logits (logit of
+        # prob_in: a round trip of prob_in, kept lazy) with the refined logits pasted into the focus box;
+        # zero outside global_roi.
+        base = st.prev_prob if len(st.clicks) > cfg.keep_prev_after else focus.prob_in
+        prob = base.with_lazy_box(focus.box, values, bounds, outside="roundtrip", sample=sample)
         st.prev_prob = prob
         st.zoom_prev = prob
         paper = cfg.progressive_merge == "paper"

@@ -70,6 +70,8 @@ def _const_mask(shape: tuple[int, int], value: bool) -> np.ndarray:
 
 
 RowsFn = Callable[[np.ndarray, int, int], np.ndarray]  # (local rows, c1, c2) -> float32 values
+SampleFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (local rows, local cols) -> float32 values
+LazyWindow = tuple[RowsFn, int, int, SampleFn | None]  # a lazy box's (window, box y, box x, sample)
 
 
 class _Tile:
@@ -84,7 +86,7 @@ class _Tile:
                  bounds: tuple[float, float] | None = None) -> None:
         self._data, self._parent, self._child, self._fixed = data, parent, None, False
         self._gen, self._bounds = gen, bounds
-        self._win: tuple[RowsFn, int, int] | None = None  # a tile wholly inside a lazy box: (window, by, bx)
+        self._win: LazyWindow | None = None  # set on a tile wholly inside a lazy box
         self._masks: dict[float | None, np.ndarray] = {}
         self._stats: dict[float | None, tuple[int, tuple[int, int, int, int]]] = {}
         self._stable: dict[float, bool] = {}
@@ -137,8 +139,8 @@ class _Tile:
             out = roundtrip(out)
         return out
 
-    def lazy_source(self) -> tuple[tuple[RowsFn, int, int], int] | None:
-        """((window, box y, box x), round trips) when this tile's values are still uncomputed values of a
+    def lazy_source(self) -> tuple[LazyWindow, int] | None:
+        """((window, box y, box x, sample), round trips) when this tile's values are still uncomputed values of a
         lazy box's window, round-tripped that many times; else None."""
         depth, src = 0, self
         while src._data is None and src._gen is None:
@@ -146,6 +148,14 @@ class _Tile:
         if src._data is not None or src._win is None:
             return None
         return src._win, depth
+
+    def window_source(self) -> tuple[LazyWindow, int] | None:
+        """(the lazy box window, round trips) this tile's values are, computed or not, if any: a
+        round-tripped tile's values are its parent's round-tripped (a fixed point is its own child)."""
+        depth, src = 0, self
+        while src._parent is not None:
+            depth, src = depth + 1, src._parent
+        return None if src._win is None else (src._win, depth)
 
     def _stable_for(self, thresh: float) -> bool:
         """No value whose round-trip orbit crosses ``thresh``; holds for every descendant too (their
@@ -242,13 +252,14 @@ class TiledMap:
         return cls.zeros(a.shape, a.dtype, tile).with_box((0, a.shape[0], 0, a.shape[1]), a, outside="zero")
 
     def with_lazy_box(self, box: Box4, window: RowsFn, bounds: Callable[[int, int, int, int], tuple[float, float]],
-                      outside: str = "keep") -> TiledMap:
+                      outside: str = "keep", sample: SampleFn | None = None) -> TiledMap:
         """``with_box`` whose values inside ``box`` are ``window(rows, c1, c2)`` (box-local row indices and
         column range), computed per tile only when that tile's values are read. A tile wholly inside the
         box carries ``bounds(r1, r2, c1, c2)`` (box-local, exclusive) of its values, so that a threshold the
         bounds decide needs no values at all; a tile the box edge crosses is computed when read. Boxes
         up to ``LAZY_MIN_PIXELS`` are computed at once (the same values; per-tile laziness costs more
-        than it saves there)."""
+        than it saves there). ``sample(rows, cols)``, when given, computes the values at box-local
+        index arrays of rows x columns (``TiledMap.sample`` then samples uncomputed tiles without computing them)."""
         y1, y2, x1, x2 = box
         if (y2 - y1) * (x2 - x1) <= LAZY_MIN_PIXELS:
             return self.with_box(box, window(np.arange(y2 - y1), 0, x2 - x1), outside)
@@ -267,7 +278,7 @@ class TiledMap:
                 gen = _box_part(window, (ty1, tx1), (iy1, iy2, ix1, ix2), (y1, x1), base)
                 grid[ty][tx] = t = _Tile(None, shape=(ty2 - ty1, tx2 - tx1), gen=gen, bounds=tb)
                 if inside:
-                    t._win = (window, y1, x1)
+                    t._win = (window, y1, x1, sample)
         return TiledMap(self.shape, self.dtype, grid, self.tile)
 
     def _tile_box(self, ty: int, tx: int) -> Box4:
@@ -389,6 +400,46 @@ class TiledMap:
                 _flush_run(run, out, sel, row_idx[sel], x1)
         return out
 
+    def sample(self, row_idx: np.ndarray, col_idx: np.ndarray) -> np.ndarray:
+        """``map[np.ix_(row_idx, col_idx)]`` (increasing indices) without materialising the map: tiles of
+        a lazy box with a sample function (computed or not: the same values) are sampled at just these
+        points with one call per box and round-trip depth (the Target Crop's 256 sample of a photo-sized
+        previous map); any other tile gives its rows' values."""
+        t = self.tile
+        row_idx, col_idx = np.asarray(row_idx, np.int64), np.asarray(col_idx, np.int64)
+        out = np.zeros((len(row_idx), len(col_idx)), self.dtype)
+        if out.size == 0:
+            return out
+        # Increasing indices: each tile's rows and columns are one contiguous slice of the output.
+        ty0, tx0 = int(row_idx[0]) // t, int(col_idx[0]) // t
+        rc = np.searchsorted(row_idx // t, np.arange(ty0, int(row_idx[-1]) // t + 2)).tolist()
+        cc = np.searchsorted(col_idx // t, np.arange(tx0, int(col_idx[-1]) // t + 2)).tolist()
+        boxes: dict[tuple[int, int], tuple[tuple[LazyWindow, int], list[tuple[int, int]]]] = {}
+        for i in range(len(rc) - 1):
+            for j in range(len(cc) - 1):
+                tile = self.grid[ty0 + i][tx0 + j]
+                if tile is None or rc[i] == rc[i + 1] or cc[j] == cc[j + 1]:
+                    continue
+                src = tile.window_source()
+                if src is not None and src[0][3] is not None:
+                    boxes.setdefault((id(src[0][0]), src[1]), (src, []))[1].append((i, j))
+                    continue
+                local = row_idx[rc[i]:rc[i + 1]] - (ty0 + i) * t
+                lcols = col_idx[cc[j]:cc[j + 1]] - (tx0 + j) * t
+                a = int(lcols[0])
+                out[rc[i]:rc[i + 1], cc[j]:cc[j + 1]] = np.take(tile.rows(local, a, int(lcols[-1]) + 1), lcols - a,
+                                                                axis=1)
+        for ((_, by, bx, sample), depth), cells in boxes.values():
+            i1, i2 = min(c[0] for c in cells), max(c[0] for c in cells) + 1
+            j1, j2 = min(c[1] for c in cells), max(c[1] for c in cells) + 1
+            vals = sample(row_idx[rc[i1]:rc[i2]] - by, col_idx[cc[j1]:cc[j2]] - bx)
+            for _ in range(depth):
+                vals = roundtrip(vals)
+            for i, j in cells:
+                out[rc[i]:rc[i + 1], cc[j]:cc[j + 1]] = vals[rc[i] - rc[i1]:rc[i + 1] - rc[i1],
+                                                             cc[j] - cc[j1]:cc[j + 1] - cc[j1]]
+        return out
+
     def bbox(self, thresh: float | None = None) -> tuple[int, Box4 | None]:
         """(pixel count, inclusive ``(rmin, rmax, cmin, cmax)`` or None) of ``> thresh`` over the map,
         from the tiles' memoised statistics."""
@@ -435,7 +486,7 @@ def release_replaced(old: Iterable[TiledMap | None], new: Iterable[TiledMap | No
 
 def _flush_run(run: list, out: np.ndarray, sel: np.ndarray, rows: np.ndarray, x1: int) -> None:
     """Write a run of adjacent lazy tiles' rows (same window, same round trips) with one window call."""
-    (window, by, bx), depth = run[0][0], run[0][1]
+    (window, by, bx, _), depth = run[0][0], run[0][1]
     a, b = run[0][2], run[-1][3]
     vals = window(rows - by, a - bx, b - bx)
     for _ in range(depth):
@@ -470,8 +521,8 @@ def _box_part(window: RowsFn, origin: tuple[int, int], part: Box4, box_origin: t
 
 
 class BoxRows:
-    """``tmap[y1:y2, x1:x2]`` as a row source for ``resize.resize_rows_source``: ``src[rows]`` gathers
-    those rows of the box from the tiles, never the whole box."""
+    """``tmap[y1:y2, x1:x2]`` as a source for ``resize.resize_rows_source``: ``src[rows]`` gathers those
+    rows of the box from the tiles and ``src.sample(rows, cols)`` those rows x columns, never the whole box."""
 
     __slots__ = ("_map", "_box", "shape")
     ndim = 2
@@ -483,3 +534,7 @@ class BoxRows:
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         y1, _, x1, x2 = self._box
         return self._map.rows(np.asarray(rows) + y1, x1, x2)
+
+    def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        y1, _, x1, _ = self._box
+        return self._map.sample(np.asarray(rows) + y1, np.asarray(cols) + x1)
