@@ -94,3 +94,28 @@ def test_float_tail_is_the_refiner_blend(model_dir):
     ov_kinds = {op.get_friendly_name(): op.get_type_name() for op in ov_model.get_ordered_ops()}
     assert sorted(ov_kinds[n] for n in ov_float_tail(ov_model)) == [
         "Add", "Interpolate", "Multiply", "Multiply", "Sigmoid", "Slice", "Slice", "Subtract"]
+
+
+def test_an_fp16_ir_outside_its_tolerance_is_left_out_and_the_rest_is_exported(tmp_path, monkeypatch):
+    """FP16 is optional: its IR failing the check drops only the ov-fp16 run (reason in the card and the
+    log); FP32 graphs are written and segment."""
+    from conftest import write_official_checkpoint
+
+    from focalclick_edge.export import openvino_export as oe
+    from focalclick_edge.export.exporter import export_variant
+    from focalclick_edge.runtime.model_dir import ModelDir
+    from focalclick_edge.runtime.session import Session
+
+    monkeypatch.setitem(oe.TOLERANCE, "fp16", (0.0, 0.0))  # every real FP16 IR differs somewhat
+    ckpt = write_official_checkpoint("b0-s1", tmp_path / "b0-s1.pth")
+    logs: list[str] = []
+    export_variant(None, tmp_path / "model", checkpoint=ckpt, log=logs.append)
+    md = ModelDir.open(tmp_path / "model")
+    assert "ov-fp16" not in md.runs() and {"ort-fp32", "ov-fp32"} <= set(md.runs())
+    assert not list((tmp_path / "model" / "openvino").glob("*fp16*"))
+    assert md.card["openvino"]["fp16"].startswith("not exported: OpenVINO fp16 segmentor output")
+    assert any(line.startswith("note: OpenVINO FP16 left out") for line in logs)
+    image, mask = _sample()
+    s = Session(tmp_path / "model", backend="openvino", precision="fp32", threads=1)
+    s.set_image(image)
+    assert s.add_click(image.shape[1] // 2, image.shape[0] // 2).mask.shape == mask.shape

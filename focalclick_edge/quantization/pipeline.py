@@ -237,8 +237,10 @@ def run_int8_stage(
         "held_out": held_out,
         "images": sorted({r.name for r in refs}),
     }
+    exported = {(f["backend"], f["precision"]) for f in card["files"]}
     for backend, precision in (("onnxruntime", "int8"), ("openvino", "int8"), ("openvino", "fp16")):
-        agreement[f"{backend}/{precision}"] = ag.measure(tmp, backend, precision, refs)
+        if (backend, precision) in exported:  # OpenVINO FP16 may have been left out (exporter.py)
+            agreement[f"{backend}/{precision}"] = ag.measure(tmp, backend, precision, refs)
     # The other pairing --run auto may take where the INT8 Refiner times faster (run_choice.py).
     agreement[OV_INT8_REFINER_KEY] = ag.measure(tmp, "openvino", "int8", refs, refiner_precision="int8")
     quant["agreement"] = agreement
