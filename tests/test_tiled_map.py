@@ -118,6 +118,13 @@ def test_resize_chain_windows_equal_the_full_resizes_and_bounds_hold():
             assert np.array_equal(chain.window(rows, c1, c2), full[rows, c1:c2]), sizes
             lo, hi = chain.bounds(r1, r2, c1, c2)
             assert lo <= full[r1:r2, c1:c2].min() and full[r1:r2, c1:c2].max() <= hi
+        # Every window's bounds at once (a lazy box's tiles) are the per-window bounds.
+        rcut = np.unique(np.concatenate([[0, h], rng.integers(0, h, 4)]))
+        ccut = np.unique(np.concatenate([[0, w], rng.integers(0, w, 4)]))
+        rr, cr = np.stack([rcut[:-1], rcut[1:]], 1), np.stack([ccut[:-1], ccut[1:]], 1)
+        lo, hi = chain.bounds_grid(rr, cr)
+        assert [[chain.bounds(*r, *c) for c in cr] for r in rr] == [
+            list(zip(lr, hr, strict=True)) for lr, hr in zip(lo.tolist(), hi.tolist(), strict=True)]
 
 
 def test_lazy_box_decides_far_tiles_from_bounds_and_computes_only_the_tiles_near_the_threshold(monkeypatch):

@@ -155,6 +155,13 @@ def _sigmoid64(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0
 
 
+def _sigmoid64_array(x: np.ndarray) -> np.ndarray:
+    """``_sigmoid64`` of each value (bounds of a whole lazy box's tiles at once)."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(over="ignore"):
+        return np.where(x > -700, 1.0 / (1.0 + np.exp(-x)), 0.0)
+
+
 @functools.lru_cache(maxsize=8)
 def _logit_cut(t: float) -> np.float32 | None:
     """The float32 ``c`` with ``_logit(p) > t`` exactly for ``p > c`` -- checked over the 2^17 float32
@@ -577,8 +584,8 @@ class Session:
         # tile's values are needed: thresholds that the source values decide cost nothing (a large photo's
         # box is millions of pixels, almost all far from 0.5).
         chain = rs.ResizeChain(_sigmoid(coarse256[0, 0]), [in_hw, (gy2 - gy1, gx2 - gx1)])
-        prob_in = TiledMap.zeros((h, w)).with_lazy_box(global_roi, chain.window, chain.bounds,
-                                                       outside="zero", sample=chain.sample)
+        prob_in = TiledMap.zeros((h, w)).with_lazy_box(global_roi, chain.window, chain.bounds, outside="zero",
+                                                       sample=chain.sample, bounds_grid=chain.bounds_grid)
         wx, wy = self._to_work(st.clicks[-1][0], st.clicks[-1][1])
         click_yx = (wy, wx)
         # Both masks are False outside global_roi + the previous mask's box (+ the click): the Focus
@@ -648,11 +655,16 @@ class Session:
             lo, hi = chain.bounds(r1, r2, c1, c2)
             return _sigmoid64(lo), _sigmoid64(hi)
 
+        def bounds_grid(rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            lo, hi = chain.bounds_grid(rows, cols)
+            return _sigmoid64_array(lo), _sigmoid64_array(hi)
+
         # Before click keep_prev_after + 1, the official map: sigmoid of the coarse logits (logit of
         # prob_in: a round trip of prob_in, kept lazy) with the refined logits pasted into the focus box;
         # zero outside global_roi.
         base = st.prev_prob if len(st.clicks) > cfg.keep_prev_after else focus.prob_in
-        prob = base.with_lazy_box(focus.box, values, bounds, outside="roundtrip", sample=sample)
+        prob = base.with_lazy_box(focus.box, values, bounds, outside="roundtrip", sample=sample,
+                                  bounds_grid=bounds_grid)
         st.prev_prob = prob
         st.zoom_prev = prob
         paper = cfg.progressive_merge == "paper"

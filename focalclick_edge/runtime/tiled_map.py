@@ -56,6 +56,8 @@ UNSTABLE_BANDS: dict[float, tuple[float, float]] = {t: (t - _MARGIN, t + _MARGIN
 # Bounds of a lazy tile's values are exact convex-combination bounds; float32 rounding of the interpolation
 # can move a value past them by a few ulps of 1, never by this much.
 _BOUND_SLACK = 2.0 ** -18
+# How far one logit -> sigmoid round trip may move a float32 value, generously (measured: a few ulps of 1).
+_TRIP_DRIFT = 2.0 ** -20
 _CONST: dict[tuple[tuple[int, int], bool], np.ndarray] = {}
 
 
@@ -71,6 +73,7 @@ def _const_mask(shape: tuple[int, int], value: bool) -> np.ndarray:
 
 RowsFn = Callable[[np.ndarray, int, int], np.ndarray]  # (local rows, c1, c2) -> float32 values
 SampleFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (local rows, local cols) -> float32 values
+BoundsGridFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # ranges -> (lo, hi)
 LazyWindow = tuple[RowsFn, int, int, SampleFn | None]  # a lazy box's (window, box y, box x, sample)
 
 
@@ -79,13 +82,13 @@ class _Tile:
     function computes on demand, with bounds that decide its thresholded masks without computing them."""
 
     __slots__ = ("_data", "_parent", "_child", "_fixed", "_masks", "_stats", "_stable", "shape", "_gen",
-                 "_bounds", "_win")
+                 "_bounds", "_win", "_sample")
 
     def __init__(self, data: np.ndarray | None, parent: _Tile | None = None,
                  shape: tuple[int, int] | None = None, gen: RowsFn | None = None,
-                 bounds: tuple[float, float] | None = None) -> None:
+                 bounds: tuple[float, float] | None = None, sample: SampleFn | None = None) -> None:
         self._data, self._parent, self._child, self._fixed = data, parent, None, False
-        self._gen, self._bounds = gen, bounds
+        self._gen, self._bounds, self._sample = gen, bounds, sample
         self._win: LazyWindow | None = None  # set on a tile wholly inside a lazy box
         self._masks: dict[float | None, np.ndarray] = {}
         self._stats: dict[float | None, tuple[int, tuple[int, int, int, int]]] = {}
@@ -139,6 +142,18 @@ class _Tile:
             out = roundtrip(out)
         return out
 
+    def sample(self, local_rows: np.ndarray, local_cols: np.ndarray) -> np.ndarray:
+        """``data[np.ix_(local_rows, local_cols)]`` (increasing indices), computing only those values where
+        the tile can (a lazy box's edge tile with a sample function, round trips of it)."""
+        if self._data is not None:
+            return self._data[np.ix_(local_rows, local_cols)]
+        if self._gen is None:
+            return roundtrip(self._parent.sample(local_rows, local_cols))
+        if self._sample is not None:
+            return self._sample(local_rows, local_cols)
+        c1 = int(local_cols[0])
+        return np.take(self._gen(local_rows, c1, int(local_cols[-1]) + 1), local_cols - c1, axis=1)
+
     def lazy_source(self) -> tuple[LazyWindow, int] | None:
         """((window, box y, box x, sample), round trips) when this tile's values are still uncomputed values of a
         lazy box's window, round-tripped that many times; else None."""
@@ -148,6 +163,20 @@ class _Tile:
         if src._data is not None or src._win is None:
             return None
         return src._win, depth
+
+    def value_bounds(self) -> tuple[float, float] | None:
+        """Bounds of this tile's values without computing them, if known: its own (a lazy tile), its
+        parent's widened by ``_TRIP_DRIFT`` per round trip (a trip moves a value by a few ulps), or the
+        min / max of its array (memoised as its bounds)."""
+        depth, src = 0, self
+        while src._bounds is None and src._data is None and src._parent is not None:
+            depth, src = depth + 1, src._parent
+        if src._bounds is None:
+            if src._data is None:
+                return None
+            src._bounds = (float(src._data.min()), float(src._data.max())) if src._data.size else (0.0, 0.0)
+        lo, hi = src._bounds
+        return lo - depth * _TRIP_DRIFT, hi + depth * _TRIP_DRIFT
 
     def window_source(self) -> tuple[LazyWindow, int] | None:
         """(the lazy box window, round trips) this tile's values are, computed or not, if any: a
@@ -252,31 +281,47 @@ class TiledMap:
         return cls.zeros(a.shape, a.dtype, tile).with_box((0, a.shape[0], 0, a.shape[1]), a, outside="zero")
 
     def with_lazy_box(self, box: Box4, window: RowsFn, bounds: Callable[[int, int, int, int], tuple[float, float]],
-                      outside: str = "keep", sample: SampleFn | None = None) -> TiledMap:
+                      outside: str = "keep", sample: SampleFn | None = None,
+                      bounds_grid: BoundsGridFn | None = None) -> TiledMap:
         """``with_box`` whose values inside ``box`` are ``window(rows, c1, c2)`` (box-local row indices and
         column range), computed per tile only when that tile's values are read. A tile wholly inside the
         box carries ``bounds(r1, r2, c1, c2)`` (box-local, exclusive) of its values, so that a threshold the
         bounds decide needs no values at all; a tile the box edge crosses is computed when read. Boxes
         up to ``LAZY_MIN_PIXELS`` are computed at once (the same values; per-tile laziness costs more
         than it saves there). ``sample(rows, cols)``, when given, computes the values at box-local
-        index arrays of rows x columns (``TiledMap.sample`` then samples uncomputed tiles without computing them)."""
+        index arrays of rows x columns (``TiledMap.sample`` then samples uncomputed tiles without computing
+        them); ``bounds_grid(row ranges, column ranges)``, when given, gives every tile's bounds in one call
+        (``resize.ResizeChain.bounds_grid``)."""
         y1, y2, x1, x2 = box
         if (y2 - y1) * (x2 - x1) <= LAZY_MIN_PIXELS:
             return self.with_box(box, window(np.arange(y2 - y1), 0, x2 - x1), outside)
         grid = self._outside_grid(outside)
         rows, cols = self._tiles_over(box)
-        for ty in rows:
-            for tx in cols:
+        size = self.tile
+        row_parts = [(max(y1, ty * size) - y1, min(y2, (ty + 1) * size) - y1) for ty in rows]
+        col_parts = [(max(x1, tx * size) - x1, min(x2, (tx + 1) * size) - x1) for tx in cols]
+        if bounds_grid is not None:
+            los, his = (v.tolist() for v in bounds_grid(np.array(row_parts), np.array(col_parts)))
+        for i, ty in enumerate(rows):
+            for j, tx in enumerate(cols):
                 ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
                 iy1, iy2, ix1, ix2 = max(y1, ty1), min(y2, ty2), max(x1, tx1), min(x2, tx2)
                 inside = (iy1, iy2, ix1, ix2) == (ty1, ty2, tx1, tx2)
                 base = None if inside else grid[ty][tx]
+                # An edge tile is bounded by the box's values and those it keeps (zeros, or the earlier
+                # tile's known bounds): the Focus Crop's edge tiles are then decided without computing.
+                keep = (0.0, 0.0) if base is None else None if inside else base.value_bounds()
                 tb = None
-                if inside or base is None:
-                    lo, hi = bounds(iy1 - y1, iy2 - y1, ix1 - x1, ix2 - x1)
-                    tb = (lo, hi) if inside else (min(lo, 0.0), max(hi, 0.0))
-                gen = _box_part(window, (ty1, tx1), (iy1, iy2, ix1, ix2), (y1, x1), base)
-                grid[ty][tx] = t = _Tile(None, shape=(ty2 - ty1, tx2 - tx1), gen=gen, bounds=tb)
+                if inside or keep is not None:
+                    if bounds_grid is not None:
+                        lo, hi = los[i][j], his[i][j]
+                    else:
+                        lo, hi = bounds(*row_parts[i], *col_parts[j])
+                    tb = (lo, hi) if inside else (min(lo, keep[0]), max(hi, keep[1]))
+                part = (iy1, iy2, ix1, ix2)
+                gen = _box_part(window, (ty1, tx1), part, (y1, x1), base)
+                spl = None if sample is None or inside else _box_part_sample(sample, (ty1, tx1), part, (y1, x1), base)
+                grid[ty][tx] = t = _Tile(None, shape=(ty2 - ty1, tx2 - tx1), gen=gen, bounds=tb, sample=spl)
                 if inside:
                     t._win = (window, y1, x1, sample)
         return TiledMap(self.shape, self.dtype, grid, self.tile)
@@ -425,10 +470,7 @@ class TiledMap:
                     boxes.setdefault((id(src[0][0]), src[1]), (src, []))[1].append((i, j))
                     continue
                 local = row_idx[rc[i]:rc[i + 1]] - (ty0 + i) * t
-                lcols = col_idx[cc[j]:cc[j + 1]] - (tx0 + j) * t
-                a = int(lcols[0])
-                out[rc[i]:rc[i + 1], cc[j]:cc[j + 1]] = np.take(tile.rows(local, a, int(lcols[-1]) + 1), lcols - a,
-                                                                axis=1)
+                out[rc[i]:rc[i + 1], cc[j]:cc[j + 1]] = tile.sample(local, col_idx[cc[j]:cc[j + 1]] - (tx0 + j) * t)
         for ((_, by, bx, sample), depth), cells in boxes.values():
             i1, i2 = min(c[0] for c in cells), max(c[0] for c in cells) + 1
             j1, j2 = min(c[1] for c in cells), max(c[1] for c in cells) + 1
@@ -518,6 +560,27 @@ def _box_part(window: RowsFn, origin: tuple[int, int], part: Box4, box_origin: t
         return out
 
     return rows
+
+
+def _box_part_sample(sample: SampleFn, origin: tuple[int, int], part: Box4, box_origin: tuple[int, int],
+                     base: _Tile | None) -> SampleFn:
+    """``_box_part`` for points: a lazy edge tile's values at rows x columns, from the box's ``sample``
+    where the tile meets the box and ``base``'s values (or zeros) elsewhere."""
+    (oy, ox), (iy1, iy2, ix1, ix2), (by, bx) = origin, part, box_origin
+
+    def values(local_rows: np.ndarray, local_cols: np.ndarray) -> np.ndarray:
+        if base is None:
+            out = np.zeros((len(local_rows), len(local_cols)), np.float32)
+        else:
+            out = np.array(base.sample(local_rows, local_cols), np.float32)
+        gr, gc = local_rows + oy, local_cols + ox
+        rs_ = np.flatnonzero((gr >= iy1) & (gr < iy2))
+        cs_ = np.flatnonzero((gc >= ix1) & (gc < ix2))
+        if len(rs_) and len(cs_):
+            out[np.ix_(rs_, cs_)] = sample(gr[rs_] - by, gc[cs_] - bx)
+        return out
+
+    return values
 
 
 class BoxRows:
