@@ -56,7 +56,7 @@ def export_variant(
     to disk."""
     from ..models import CheckpointError, load_checkpoint
     from .onnx_export import export_onnx
-    from .openvino_export import check_openvino_ir, export_openvino_ir
+    from .openvino_export import check_openvino_ir, export_openvino_ir, leave_out_fp16
     from .verify_inputs import real_verify_inputs
 
     if max_drop is not None and not int8:
@@ -120,26 +120,16 @@ def export_variant(
             ov_diffs[role] = check_openvino_ir(tmp, role, [verify[role]], ov_precisions, rejected=fp16_rejected)
             for precision in ov_precisions:
                 rel = graph_relpath(role, "openvino", precision)
-                per_file_s[rel] = round((time.perf_counter() - t1) / len(ov_precisions), 2)
-        fp16_reason = fp16_rejected["fp16"]
-        for role in ROLES:
-            for precision in ov_precisions:
-                rel = graph_relpath(role, "openvino", precision)
-                if precision == "fp16" and fp16_reason:
-                    per_file_s.pop(rel)
-                    for path in (tmp / rel, (tmp / rel).with_suffix(".bin")):
-                        path.unlink(missing_ok=True)
-                    continue
                 card["files"].append(file_entry(tmp, rel, role, "openvino", precision))
+                per_file_s[rel] = round((time.perf_counter() - t1) / len(ov_precisions), 2)
         timings["openvino_ir_s"] = round(time.perf_counter() - t0, 2)
         card["openvino"] = {
             "ir": "openvino.Core.read_model(ONNX) + openvino.save_model (no ovc / convert_model)",
             "fp16": "compress_to_fp16=True: FP16 weights, decompressed to f32 at load "
                     "(the runtime sets INFERENCE_PRECISION_HINT=f32)",
         }
-        if fp16_reason:
-            card["openvino"]["fp16"] = f"not exported: {fp16_reason}"
-            log(f"note: OpenVINO FP16 left out ({fp16_reason}); the other runs are exported")
+        if fp16_rejected["fp16"]:
+            leave_out_fp16(tmp, card, fp16_rejected["fp16"], per_file_s, log)
         card["verification"]["openvino_vs_onnx_max_abs_diff"] = ov_diffs
         card["verification"]["openvino_inputs"] = "bundled sample"
         card["timings"] = timings

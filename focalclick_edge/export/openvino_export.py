@@ -106,3 +106,17 @@ def check_openvino_ir(
                     break
                 raise UserError(f"{reason}; the IR is not trustworthy, please report this with the variant")
     return report
+
+
+def leave_out_fp16(out_dir: Path, card: dict[str, Any], reason: str, per_file_s: dict[str, float],
+                   log: Any) -> None:
+    """Remove the OpenVINO FP16 IR of both graphs (files, card entries, timings) and say why in the card
+    and the log: FP16 is an optional run, the rest of an export stands without it."""
+    card["files"] = [f for f in card["files"] if (f["backend"], f["precision"]) != ("openvino", "fp16")]
+    for role in ("segmentor", "refiner"):
+        rel = graph_relpath(role, "openvino", "fp16")
+        per_file_s.pop(rel, None)
+        for path in (out_dir / rel, (out_dir / rel).with_suffix(".bin")):
+            path.unlink(missing_ok=True)
+    card.setdefault("openvino", {})["fp16"] = f"not exported: {reason}"
+    log(f"note: OpenVINO FP16 left out ({reason}); the other runs are exported")

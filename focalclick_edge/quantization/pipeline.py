@@ -106,7 +106,7 @@ def run_int8_stage(
     from tqdm import tqdm
 
     from ..calibration.sessions import record_calibration
-    from ..export.openvino_export import check_openvino_ir
+    from ..export.openvino_export import check_openvino_ir, leave_out_fp16
     from . import agreement as ag
     from .cpu import int8_capabilities
     from .onnx_int8 import ORT_OP_TYPES, quantize_onnx
@@ -131,15 +131,21 @@ def run_int8_stage(
     refs, held_feeds = ag.reference_sessions(tmp, ds, idx, seed)
     _time(timings, "reference_sessions_s", t0)
 
-    # 3. OpenVINO FP32/FP16 vs ONNX Runtime again, now also on recorded per-click inputs.
+    # 3. OpenVINO FP32/FP16 vs ONNX Runtime again, now also on recorded per-click inputs (FP16, optional,
+    # is left out if it fails here: export/openvino_export.py).
     t0 = time.perf_counter()
+    fp16_rejected = {"fp16": ""}
     for role in ROLES:
         n = recs.count(role)
         pick = sorted({int(i) for i in np.linspace(0, n - 1, min(VERIFY_RECORDS, n))})
+        precisions = [p for b, p in _exported(card) if b == "openvino" and p in ("fp32", "fp16")]
         card["verification"]["openvino_vs_onnx_max_abs_diff"][role] = _merge_max(
             card["verification"]["openvino_vs_onnx_max_abs_diff"][role],
-            check_openvino_ir(tmp, role, recs.feed_list(role, pick)),
+            check_openvino_ir(tmp, role, recs.feed_list(role, pick), precisions, rejected=fp16_rejected),
         )
+    if fp16_rejected["fp16"]:
+        leave_out_fp16(tmp, card, fp16_rejected["fp16"], per_file_s, log)
+        write_card()
     card["verification"]["openvino_inputs"] = (
         f"bundled sample + {min(VERIFY_RECORDS, recs.count('segmentor'))} recorded per-click calls per graph")
     _time(timings, "openvino_check_s", t0)
@@ -237,9 +243,8 @@ def run_int8_stage(
         "held_out": held_out,
         "images": sorted({r.name for r in refs}),
     }
-    exported = {(f["backend"], f["precision"]) for f in card["files"]}
     for backend, precision in (("onnxruntime", "int8"), ("openvino", "int8"), ("openvino", "fp16")):
-        if (backend, precision) in exported:  # OpenVINO FP16 may have been left out (exporter.py)
+        if (backend, precision) in _exported(card):  # OpenVINO FP16 may have been left out
             agreement[f"{backend}/{precision}"] = ag.measure(tmp, backend, precision, refs)
     # The other pairing --run auto may take where the INT8 Refiner times faster (run_choice.py).
     agreement[OV_INT8_REFINER_KEY] = ag.measure(tmp, "openvino", "int8", refs, refiner_precision="int8")
@@ -367,3 +372,8 @@ def _remove_model(path: Path) -> None:
     path.unlink(missing_ok=True)
     if path.suffix == ".xml":
         path.with_suffix(".bin").unlink(missing_ok=True)
+
+
+def _exported(card: dict[str, Any]) -> list[tuple[str, str]]:
+    """(backend, precision) pairs with files in the card, in file order."""
+    return list(dict.fromkeys((f["backend"], f["precision"]) for f in card["files"]))
