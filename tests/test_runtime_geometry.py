@@ -520,6 +520,9 @@ def _roi_align_kernel_reference(feat, box, out_hw, scale, sampling_ratio=-1):
     ((1, 5, 5), (5.5, 5.5, 9.0, 9.0), (2, 2), 1.0, -1),  # beyond the far edge: clamps to H-1
     ((1, 7, 9), (-2.5, 3.0, 5.0, 9.5), (8, 8), 1.0, -1),  # one channel, grid 1, partly outside
     ((1, 7, 9), (-1.0, -1.5, 12.0, 6.0), (16, 16), 1.0, -1),  # one channel, upsampling RoI
+    ((4, 16, 16), (0.0, 0.0, 64.0, 64.0), (16, 16), 0.25, -1),  # on the pixel grid: the map itself
+    ((4, 16, 16), (8.0, 4.0, 40.0, 36.0), (8, 8), 0.25, -1),  # on the grid, a sub-block
+    ((4, 16, 16), (8.0, 4.0, 40.0, 37.0), (8, 8), 0.25, -1),  # just off the grid
 ])
 def test_roi_align_matches_torchvision_cpu_kernel_transcription(shape, box, out_hw, scale, sr):
     feat = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32)

@@ -353,15 +353,22 @@ def focus_crop_box_from_masks(pred: np.ndarray, prev: np.ndarray, global_roi: Bo
 
 
 def focus_crop_box_in_window(pred_w: np.ndarray, prev_w: np.ndarray, window: Box4, image_hw: tuple[int, int],
-                             global_roi: Box4, click_yx: Sequence[int], cfg: PipelineConfig) -> Box4:
+                             global_roi: Box4, click_yx: Sequence[int], cfg: PipelineConfig,
+                             pred_stats: tuple[int, Box4 | None] | None = None) -> Box4:
     """``focus_crop_box_from_masks`` for two image masks that are False outside ``window`` (exclusive),
-    given their window crops: the same box, from work proportional to the window."""
+    given their window crops: the same box, from work proportional to the window. ``pred_stats``: the
+    pred mask's (pixel count, inclusive bbox or None) when already known (tile statistics)."""
     hw = (int(image_hw[0]), int(image_hw[1]))
     wy1, _, wx1, _ = window
     min_pixels = cfg.focus_min_mask_pixels
-    pred_u8 = _as_u8(pred_w)
-    px, py, pw, ph = cv2.boundingRect(pred_u8)
-    pred_box = _crop_local_bbox(int(cv2.countNonZero(pred_u8)), (px + wx1, py + wy1, pw, ph), hw, min_pixels)
+    if pred_stats is None:
+        pred_u8 = _as_u8(pred_w)
+        px, py, pw, ph = cv2.boundingRect(pred_u8)
+        pred_box = _crop_local_bbox(int(cv2.countNonZero(pred_u8)), (px + wx1, py + wy1, pw, ph), hw, min_pixels)
+    else:
+        count, b = pred_stats
+        rect = (0, 0, 0, 0) if b is None else (b[2], b[0], b[3] - b[2] + 1, b[1] - b[0] + 1)
+        pred_box = _crop_local_bbox(count, rect, hw, min_pixels)
     if not prev_w.any():
         y1, y2, x1, x2 = pred_box
     else:

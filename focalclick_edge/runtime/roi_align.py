@@ -46,6 +46,18 @@ def _roi_axis_samples(start: np.float32, end: np.float32, n_out: int, size: int,
     return grid, low, high, w_low, w_high
 
 
+def _unit_offset(samples: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], size: int) -> int | None:
+    """``k`` when one axis samples exactly pixels ``k, k+1, ...`` with weight 1 each (then the RoIAlign of
+    that axis is a plain slice), else None."""
+    grid, low, _, w_low, w_high = samples
+    n = len(low)
+    if grid != 1 or n == 0 or low[0] + n > size:
+        return None
+    if np.any(w_high != 0) or np.any(w_low != 1) or np.any(low != low[0] + np.arange(n)):
+        return None
+    return int(low[0])
+
+
 def _roi_axis_matrix(samples: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray], n_out: int,
                      size: int) -> np.ndarray:
     """One axis of the RoIAlign kernel (``_roi_axis_samples``) as an ``(n_out, size)`` interpolation matrix.
@@ -93,6 +105,11 @@ def roi_align_aligned(feature: np.ndarray, box_xyxy: Sequence[float], out_hw: tu
     ax = _roi_axis_samples(xs, xe, ow, w, sampling_ratio)
     if ay[0] <= 0 or ax[0] <= 0:
         return np.zeros((c, oh, ow), np.float32)
+    y0, x0 = _unit_offset(ay, h), _unit_offset(ax, w)
+    if y0 is not None and x0 is not None:
+        # Every sample on a pixel centre, one per bin, one pixel apart (the Focus Crop is the Target Crop,
+        # as on most early clicks): the kernel returns those pixels as they are.
+        return f[:, y0:y0 + oh, x0:x0 + ow].copy()
     if c == 1 and ay[0] == 1 and ax[0] == 1:
         # A single-channel map (the coarse logits) with one sample per bin -- always the case in
         # FocalClick, whose RoI is never larger than the output. Two-tap gathers, as in the resize, are

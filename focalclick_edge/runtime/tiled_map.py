@@ -409,7 +409,13 @@ class TiledMap:
                 ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
                 iy1, iy2, ix1, ix2 = max(y1, ty1), min(y2, ty2), max(x1, tx1), min(x2, tx2)
                 src = tile.mask(thresh, keep) if want_mask else tile.data
-                out[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1] = src[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1]
+                if want_mask and src is _CONST.get((src.shape, False)):
+                    continue  # most tiles of a large photo: nothing to write into the zeroed output
+                dst = out[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1]
+                if want_mask and src is _CONST.get((src.shape, True)):
+                    dst[...] = True
+                else:
+                    dst[...] = src[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1]
         return out
 
     def to_array(self) -> np.ndarray:
