@@ -95,19 +95,27 @@ def test_windowed_focus_crop_and_progressive_merge_equal_the_whole_image_rules(s
     assert np.array_equal(expect, merged)
 
 
+CHAIN_SIZES = ([(300, 220)], [(300, 220), (320, 200)], [(64, 64), (90, 91)], [(5, 3), (200, 1)])
+
+
+def _chain_and_full(a: np.ndarray, sizes: list[tuple[int, int]]):
+    """A ``ResizeChain`` of ``a`` through ``sizes`` and the same resizes done in full, one after another."""
+    from focalclick_edge.runtime import resize as rs
+
+    full = rs.resize_bilinear_align_corners(a, sizes[0])
+    for size in sizes[1:]:
+        if full.shape != size:
+            full = rs.resize_bilinear_align_corners(full, size)
+    return rs.ResizeChain(a, sizes), full
+
+
 def test_resize_chain_windows_equal_the_full_resizes_and_bounds_hold():
     """Any rows x column range of one or two chained align-corners resizes, computed alone, equals that
     window of the full resizes bit for bit; ``bounds`` contains every value of a window."""
-    from focalclick_edge.runtime import resize as rs
-
     rng = np.random.default_rng(0)
     a = rng.random((64, 64), dtype=np.float32)
-    for sizes in ([(300, 220)], [(300, 220), (320, 200)], [(64, 64), (90, 91)], [(5, 3), (200, 1)]):
-        full = rs.resize_bilinear_align_corners(a, sizes[0])
-        for size in sizes[1:]:
-            if full.shape != size:
-                full = rs.resize_bilinear_align_corners(full, size)
-        chain = rs.ResizeChain(a, sizes)
+    for sizes in CHAIN_SIZES:
+        chain, full = _chain_and_full(a, sizes)
         h, w = chain.shape
         for _ in range(20):
             r1 = int(rng.integers(0, h))
@@ -155,16 +163,10 @@ def test_lazy_box_decides_far_tiles_from_bounds_and_computes_only_the_tiles_near
 def test_resize_chain_samples_equal_the_full_resizes_at_any_rows_and_columns():
     """``ResizeChain.sample`` (the Target Crop's 256 sample of a photo-sized lazy map) gives the full
     resizes' values at any increasing index grid, bit for bit."""
-    from focalclick_edge.runtime import resize as rs
-
     rng = np.random.default_rng(1)
     a = rng.random((48, 40), dtype=np.float32)
-    for sizes in ([(300, 220)], [(300, 220), (320, 200)], [(48, 40), (90, 91)], [(5, 3), (200, 1)]):
-        full = rs.resize_bilinear_align_corners(a, sizes[0])
-        for size in sizes[1:]:
-            if full.shape != size:
-                full = rs.resize_bilinear_align_corners(full, size)
-        chain = rs.ResizeChain(a, sizes)
+    for sizes in (*CHAIN_SIZES, [(48, 40), (90, 91)]):
+        chain, full = _chain_and_full(a, sizes)
         h, w = chain.shape
         for _ in range(10):
             rows = np.unique(rng.integers(0, h, int(rng.integers(1, 40))))
