@@ -242,7 +242,7 @@ def resize_rows_source(src, out_hw: tuple[int, int], out: np.ndarray,
     oh, ow = int(out_hw[0]), int(out_hw[1])
     if mid_hw is None:
         if (oh, ow) == (h, w):
-            np.copyto(out, src.sample(np.arange(h), np.arange(w)))
+            np.copyto(out, src if isinstance(src, np.ndarray) else src.sample(np.arange(h), np.arange(w)))
             return out
         fy, fx = _ac_filter(h, oh), _ac_filter(w, ow)
     else:
