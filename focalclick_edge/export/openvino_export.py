@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..privacy import disable_telemetry
-from ..runtime.runs import graph_relpath
+from ..runtime.runs import ROLES, graph_relpath
 
 # |OpenVINO - ONNX Runtime| <= abs + rel * max|ONNX Runtime output|. FP32 IR must match to float
 # rounding; FP16-compressed weights are decompressed to f32 at load (the runtime pins
@@ -113,10 +113,16 @@ def leave_out_fp16(out_dir: Path, card: dict[str, Any], reason: str, per_file_s:
     """Remove the OpenVINO FP16 IR of both graphs (files, card entries, timings) and say why in the card
     and the log: FP16 is an optional run, the rest of an export stands without it."""
     card["files"] = [f for f in card["files"] if (f["backend"], f["precision"]) != ("openvino", "fp16")]
-    for role in ("segmentor", "refiner"):
+    for role in ROLES:
         rel = graph_relpath(role, "openvino", "fp16")
         per_file_s.pop(rel, None)
-        for path in (out_dir / rel, (out_dir / rel).with_suffix(".bin")):
-            path.unlink(missing_ok=True)
+        remove_graph(out_dir / rel)
     card.setdefault("openvino", {})["fp16"] = f"not exported: {reason}"
     log(f"note: OpenVINO FP16 left out ({reason}); the other runs are exported")
+
+
+def remove_graph(path: Path) -> None:
+    """Delete a graph file (an OpenVINO ``.xml`` with its ``.bin``); a missing one is fine."""
+    path.unlink(missing_ok=True)
+    if path.suffix == ".xml":
+        path.with_suffix(".bin").unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..calibration.dataset import CalibrationSet
 from ..export.model_card import file_entry
+from ..export.openvino_export import remove_graph
 from ..fileio import sha256_file
 from ..runtime.run_choice import OV_INT8_REFINER_KEY
 from ..runtime.runs import BACKENDS, ROLES, RUNS, graph_relpath
@@ -107,6 +108,7 @@ def run_int8_stage(
 
     from ..calibration.sessions import record_calibration
     from ..export.openvino_export import check_openvino_ir, leave_out_fp16
+    from ..runtime.model_dir import ModelDir
     from . import agreement as ag
     from .cpu import int8_capabilities
     from .onnx_int8 import ORT_OP_TYPES, quantize_onnx
@@ -138,7 +140,7 @@ def run_int8_stage(
     for role in ROLES:
         n = recs.count(role)
         pick = sorted({int(i) for i in np.linspace(0, n - 1, min(VERIFY_RECORDS, n))})
-        precisions = [p for b, p in _exported(card) if b == "openvino" and p in ("fp32", "fp16")]
+        precisions = [p for b, p in ModelDir(tmp, card).available() if b == "openvino" and p in ("fp32", "fp16")]
         card["verification"]["openvino_vs_onnx_max_abs_diff"][role] = _merge_max(
             card["verification"]["openvino_vs_onnx_max_abs_diff"][role],
             check_openvino_ir(tmp, role, recs.feed_list(role, pick), precisions, rejected=fp16_rejected),
@@ -192,7 +194,7 @@ def run_int8_stage(
             tail_report[backend] = {"tail_float": with_tail, "tail_int8": without, "decision": decision}
             if not keep:
                 recipe = quantize([], tmp / rel)
-            _remove_model(alt)
+            remove_graph(alt)
         # Layers whose int8 input is mostly noise go back to float (one re-quantization at most).
         pick = sorted({int(i) for i in np.linspace(0, len(feeds) - 1, min(SENSITIVITY_RECORDS, len(feeds)))})
         rank = ort_sensitivity if backend == "onnxruntime" else ov_sensitivity
@@ -244,7 +246,7 @@ def run_int8_stage(
         "images": sorted({r.name for r in refs}),
     }
     for backend, precision in (("onnxruntime", "int8"), ("openvino", "int8"), ("openvino", "fp16")):
-        if (backend, precision) in _exported(card):  # OpenVINO FP16 may have been left out
+        if (backend, precision) in ModelDir(tmp, card).available():  # OpenVINO FP16 may have been left out
             agreement[f"{backend}/{precision}"] = ag.measure(tmp, backend, precision, refs)
     # The other pairing --run auto may take where the INT8 Refiner times faster (run_choice.py).
     agreement[OV_INT8_REFINER_KEY] = ag.measure(tmp, "openvino", "int8", refs, refiner_precision="int8")
@@ -312,7 +314,7 @@ def _float_search(tmp: Path, rel: str, role: str, feeds: list[dict[str, np.ndarr
     try:
         report = search(names, error, SEARCH_BUDGET_S, log if progress else None)
     finally:
-        _remove_model(probe)
+        remove_graph(probe)
     if report["kept_float"]:
         recipe = quantize(base + report["kept_float"], tmp / rel)
     report["inputs"] = len(probe_feeds)
@@ -366,14 +368,3 @@ def _load(path: Path, backend: str) -> Any:
     from ..runtime.backends import compile_model
 
     return compile_model(path, backend)
-
-
-def _remove_model(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    if path.suffix == ".xml":
-        path.with_suffix(".bin").unlink(missing_ok=True)
-
-
-def _exported(card: dict[str, Any]) -> list[tuple[str, str]]:
-    """(backend, precision) pairs with files in the card, in file order."""
-    return list(dict.fromkeys((f["backend"], f["precision"]) for f in card["files"]))

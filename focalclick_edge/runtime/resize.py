@@ -234,15 +234,15 @@ def paste_resized(dst: np.ndarray, src: np.ndarray, box_exclusive: Box4) -> np.n
 def resize_rows_source(src, out_hw: tuple[int, int], out: np.ndarray,
                        mid_hw: tuple[int, int] | None = None) -> np.ndarray:
     """``resize_bilinear_align_corners`` (or, with ``mid_hw``, two resizes composed as in
-    ``crop_resize_twice_align_corners``) of a 2-D array, or of a source that need only support
-    ``src.shape``, row gathers and ``src.sample(rows, cols)`` (the values at those rows x columns: a box
-    of the Session's tiled map): the same float32 result, and only the source values the filter reads
-    are ever computed."""
+    ``crop_resize_twice_align_corners``) of a 2-D source that need only support ``src.shape``, row
+    gathers ``src[rows]`` and ``src.sample(rows, cols)`` (the values at those rows x columns: a box of the
+    Session's tiled map, ``tiled_map.BoxRows``): the same float32 result, and only the source values the
+    filter reads are ever computed."""
     h, w = src.shape
     oh, ow = int(out_hw[0]), int(out_hw[1])
     if mid_hw is None:
         if (oh, ow) == (h, w):
-            np.copyto(out, src if isinstance(src, np.ndarray) else src.sample(np.arange(h), np.arange(w)))
+            np.copyto(out, src.sample(np.arange(h), np.arange(w)))
             return out
         fy, fx = _ac_filter(h, oh), _ac_filter(w, ow)
     else:
@@ -250,8 +250,7 @@ def resize_rows_source(src, out_hw: tuple[int, int], out: np.ndarray,
     (ty, (ry, cty)), (tx, (rx, ctx)) = fy, fx
     if 2 * len(rx) > w:  # reads most columns anyway: whole rows are cheaper to gather than points
         return _resize_taps_2d(src, ty, tx, out)
-    block = np.take(src[ry], rx, axis=1) if isinstance(src, np.ndarray) else src.sample(ry, rx)
-    return _resize_taps_2d(block, cty, ctx, out)
+    return _resize_taps_2d(src.sample(ry, rx), cty, ctx, out)
 
 
 def _compacted(t: TapList) -> tuple[np.ndarray, TapList]:

@@ -26,7 +26,7 @@ from .model_dir import ModelDir
 from .pipeline_config import OFFICIAL_PIPELINE, PipelineConfig
 from .roi_align import roi_align_aligned
 from .runs import refiner_precision_for
-from .tiled_map import LAZY_MIN_PIXELS, BoxRows, TiledMap, release_replaced
+from .tiled_map import BoxRows, TiledMap, release_replaced
 
 STAGES = ("preprocess", "segmentor", "focus_crop", "refiner", "merge", "total")
 
@@ -538,8 +538,7 @@ class Session:
         net_points = np.concatenate([pts, clicks[:, 2:3]], axis=1)
         click_maps = self._buffer("click_maps", (1, 2, s, s))
         box = (y1, y2, x1, x2)
-        # A small box is cheaper read once than gathered row by row from its tiles.
-        prev_rows = BoxRows(prev_prob, box) if (y2 - y1) * (x2 - x1) > LAZY_MIN_PIXELS else prev_prob.read(box)
+        prev_rows = BoxRows(prev_prob, box)
         if s == n:
             rs.crop_resize_align_corners(img, box, (n, n), out=image_nd[0, :3], channels_first=True, scale=_U8)
             rs.resize_rows_source(prev_rows, (n, n), out=image_nd[0, 3])

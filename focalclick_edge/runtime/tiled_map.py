@@ -591,19 +591,25 @@ def _box_part_sample(sample: SampleFn, origin: tuple[int, int], part: Box4, box_
 
 class BoxRows:
     """``tmap[y1:y2, x1:x2]`` as a source for ``resize.resize_rows_source``: ``src[rows]`` gathers those
-    rows of the box from the tiles and ``src.sample(rows, cols)`` those rows x columns, never the whole box."""
+    rows of the box and ``src.sample(rows, cols)`` those rows x columns, never the whole box -- except a
+    box of at most ``LAZY_MIN_PIXELS``, which is cheaper read once than gathered tile by tile."""
 
-    __slots__ = ("_map", "_box", "shape")
+    __slots__ = ("_map", "_box", "_dense", "shape")
     ndim = 2
 
     def __init__(self, tmap: TiledMap, box: Box4) -> None:
         self._map, self._box = tmap, box
         self.shape = (box[1] - box[0], box[3] - box[2])
+        self._dense = tmap.read(box) if self.shape[0] * self.shape[1] <= LAZY_MIN_PIXELS else None
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        if self._dense is not None:
+            return self._dense[rows]
         y1, _, x1, x2 = self._box
         return self._map.rows(np.asarray(rows) + y1, x1, x2)
 
     def sample(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        if self._dense is not None:
+            return np.take(self._dense[rows], cols, axis=1)
         y1, _, x1, _ = self._box
         return self._map.sample(np.asarray(rows) + y1, np.asarray(cols) + x1)
