@@ -12,6 +12,7 @@ from conftest import FIXTURES
 
 from focalclick_edge.errors import UserError
 from focalclick_edge.runtime import Session
+from focalclick_edge.runtime.backends import cpu_features
 from focalclick_edge.runtime.model_dir import ModelDir
 from focalclick_edge.runtime.pipeline_config import OFFICIAL_PIPELINE, PipelineConfig
 from focalclick_edge.runtime.runs import (
@@ -32,7 +33,7 @@ def teddy() -> np.ndarray:
 
 
 def test_every_run_id_is_one_row_with_its_graph_files_and_baseline():
-    assert RUN_IDS == ("ort-fp32", "ort-int8", "ov-fp32", "ov-fp16", "ov-int8")
+    assert RUN_IDS == ("ort-fp32", "ort-int8", "ov-fp32", "ov-fp16", "ov-int8", "ov-bf16")
     assert len({(r.backend, r.precision) for r in RUNS}) == len(RUNS)
     ort_int8 = get_run("ort-int8")
     # Both INT8 runs pair their Segmentor with the FP32 Refiner (faster, and it holds NoC).
@@ -42,7 +43,10 @@ def test_every_run_id_is_one_row_with_its_graph_files_and_baseline():
     assert refiner_precision_for("onnxruntime", "int8") == "fp32"
     assert refiner_precision_for("openvino", "int8") == "fp32"
     assert run_for("openvino", "fp16").id == "ov-fp16" and run_for("torch", "fp32") is None
-    assert gated_pairs(RUN_IDS) == [("ort-int8", "ort-fp32"), ("ov-int8", "ov-fp32")]
+    assert gated_pairs(RUN_IDS) == [("ort-int8", "ort-fp32"), ("ov-int8", "ov-fp32"), ("ov-bf16", "ov-fp32")]
+    # bf16 is a compile setting: the run loads the FP32 IR.
+    assert get_run("ov-bf16").files == {"segmentor": "openvino/segmentor.fp32.xml",
+                                        "refiner": "openvino/refiner.fp32.xml"}
 
 
 def test_run_lists_are_parsed_and_checked_against_what_a_directory_has():
@@ -58,7 +62,8 @@ def test_run_lists_are_parsed_and_checked_against_what_a_directory_has():
 
 def test_model_dir_files_are_where_the_run_table_says(b0s1_fp32_model_dir):
     md = ModelDir.open(b0s1_fp32_model_dir)
-    assert md.runs() == ["ort-fp32", "ov-fp32", "ov-fp16"]
+    bf16 = ["ov-bf16"] if "BF16" in cpu_features() else []  # only where the CPU computes bf16 natively
+    assert md.runs() == ["ort-fp32", "ov-fp32", "ov-fp16", *bf16]
     for run in md.runs():
         spec = get_run(run)
         for role in ("segmentor", "refiner"):

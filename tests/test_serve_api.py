@@ -458,11 +458,11 @@ def test_auto_serves_the_run_that_run_choice_picks_and_says_why(b0s1_fp32_model_
     lines = []
     got = resolve_run(ModelDir.open(b0s1_fp32_model_dir), "auto", None, "fp32", log=lines.append)
     spec, report = choose_run(b0s1_fp32_model_dir)
-    assert got[0] in ("ort-fp32", "ov-fp32") and got[1:] == (get_run(got[0]).backend, get_run(got[0]).precision)
+    assert got.id in ("ort-fp32", "ov-fp32") and got == get_run(got.id)
     assert set(report["per_click_graph_ms"]) == {"ort-fp32", "ov-fp32"}
-    assert lines and lines[0].startswith("--run auto chose " + got[0])
+    assert lines and lines[0].startswith("--run auto chose " + got.id)
     model = ModelDir.open(b0s1_fp32_model_dir)
-    assert resolve_run(model, "auto", "ov", "fp32") == ("ov-fp32", "openvino", "fp32")
+    assert resolve_run(model, "auto", "ov", "fp32") == get_run("ov-fp32")
     h = make_client(b0s1_fp32_model_dir).get("/healthz").json()
     assert h["run_choice"] == "auto" and h["run_choice_reason"].startswith("--run auto chose " + h["run"])
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
+from ..runtime.runs import RUN_IDS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> Callable[[argparse.Namespace], int]:
     p = subparsers.add_parser(
         "cvat-function", help="write a nuclio function directory that serves a model to CVAT as an interactor")
     p.add_argument("--model", required=True, help="model directory written by `export`")
     p.add_argument("--run", default="ort-fp32",
-                   help="backend and precision: ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8 (default ort-fp32)")
+                   help=f"backend and precision: {', '.join(RUN_IDS)} (default ort-fp32)")
     p.add_argument("--out", required=True, help="function directory to write (replaced if it exists)")
     p.add_argument("--package", default=None,
                    help="what the image pip-installs: a requirement (default: this focalclick-edge version) or a "

@@ -20,11 +20,8 @@ from .images import decode_base64
 
 def load_service(model_dir: str | Path, run: str, threads: int | None = None) -> ClickService:
     from ..runtime import Session
-    from ..runtime.runs import get_run
 
-    spec = get_run(run)
-    backend, precision = spec.backend, spec.precision
-    return ClickService({run: Session(model_dir, backend=backend, precision=precision, threads=threads)})
+    return ClickService({run: Session(model_dir, run=run, threads=threads)})
 
 
 def _points(value: Any, name: str, width: int, height: int) -> list[tuple[int, int]]:

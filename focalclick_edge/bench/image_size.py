@@ -49,12 +49,9 @@ def _peak_rss_mb() -> float:
 
 
 def _session(spec: dict[str, Any]) -> Any:
-    from ..runtime.runs import get_run
     from ..runtime.session import Session
 
-    run = get_run(spec["run"])
-    return Session(spec["model_dir"], backend=run.backend, precision=run.precision,
-                   threads=int(spec["threads"]), **spec.get("session_kwargs", {}))
+    return Session(spec["model_dir"], run=spec["run"], threads=int(spec["threads"]), **spec.get("session_kwargs", {}))
 
 
 def _upscaled_image(spec: dict[str, Any]) -> np.ndarray:

@@ -63,7 +63,7 @@ def measure(spec: dict[str, Any]) -> dict[str, Any]:
 
         session: Session = torch_reference_session(spec["model_dir"], spec["checkpoint"], threads=threads)
     else:
-        session = Session(spec["model_dir"], backend=backend, precision=precision, threads=threads)
+        session = Session(spec["model_dir"], run=spec["run"], threads=threads)  # the run id names its Refiner
 
     clicks = spec.get("click_list")  # (x, y, positive) rows
     if clicks is None:

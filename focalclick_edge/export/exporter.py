@@ -9,7 +9,8 @@ from typing import Any
 from ..assets import default_checkpoint
 from ..errors import UserError
 from ..fileio import atomic_directory, sha256_file, write_json_atomic
-from ..runtime.runs import EXPORTED_FLOAT, ROLES, get_run, graph_relpath, runs_in
+from ..runtime.model_dir import ModelDir
+from ..runtime.runs import EXPORTED_FLOAT, ROLES, get_run, graph_relpath
 from ..variants import get_variant
 from .model_card import CARD_NAME, base_card, file_entry
 
@@ -161,7 +162,7 @@ def _size(n: int) -> str:
 
 def next_commands(out_dir: Path, card: dict[str, Any]) -> list[str]:
     """What to run next with the exported directory (the CLI's segment / eval / bench commands)."""
-    runs = runs_in((f["backend"], f["precision"]) for f in card["files"])
+    runs = ModelDir(Path(out_dir), card).runs()  # what this machine can run (ov-bf16 only with native bf16)
     best = get_run("ov-int8" if "ov-int8" in runs else "ov-fp32")
     backend, precision = best.backend, best.precision
     return [
@@ -190,7 +191,7 @@ def export_summary(card: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         lines.append(f"  {r['file']:<{width}}  {r['backend']:<11} {r['precision']:<5} "
                      f"{_size(r['size_bytes']):>10} {secs:>7}")
     agreement = card.get("quantization", {}).get("agreement", {})
-    for key in ("onnxruntime/int8", "openvino/int8", "openvino/fp16"):
+    for key in ("onnxruntime/int8", "openvino/int8", "openvino/fp16", "openvino/bf16"):
         a = agreement.get(key)
         if a and a.get("mean_iou") is not None:
             lines.append(f"  {key} vs FP32 on {a['sessions']} held-out sessions: "

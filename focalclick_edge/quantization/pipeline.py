@@ -17,8 +17,8 @@ from ..calibration.dataset import CalibrationSet
 from ..export.model_card import file_entry
 from ..export.openvino_export import remove_graph
 from ..fileio import sha256_file
-from ..runtime.run_choice import OV_INT8_REFINER_KEY
-from ..runtime.runs import BACKENDS, ROLES, RUNS, graph_relpath
+from ..runtime.run_choice import OV_INT8_OTHER_REFINERS, pairing_key
+from ..runtime.runs import BACKENDS, ROLES, RUNS, get_run, graph_relpath
 from ..variants import Variant
 
 Log = Callable[[str], None]
@@ -245,11 +245,17 @@ def run_int8_stage(
         "held_out": held_out,
         "images": sorted({r.name for r in refs}),
     }
-    for backend, precision in (("onnxruntime", "int8"), ("openvino", "int8"), ("openvino", "fp16")):
-        if (backend, precision) in ModelDir(tmp, card).available():  # OpenVINO FP16 may have been left out
-            agreement[f"{backend}/{precision}"] = ag.measure(tmp, backend, precision, refs)
-    # The other pairing --run auto may take where the INT8 Refiner times faster (run_choice.py).
-    agreement[OV_INT8_REFINER_KEY] = ag.measure(tmp, "openvino", "int8", refs, refiner_precision="int8")
+    runs = ModelDir(tmp, card).runs()  # OpenVINO FP16 may have been left out; bf16 needs this CPU to have it
+    for spec in (get_run(r) for r in runs):
+        if spec.precision != "fp32":
+            agreement[f"{spec.backend}/{spec.precision}"] = ag.measure(tmp, spec.backend, spec.precision, refs)
+    if "ov-bf16" not in runs:
+        agreement["openvino/bf16"] = {"not_measured": "the export CPU has no native bf16 (AVX512-BF16 / AMX): "
+                                      "--run auto leaves ov-bf16 out; measure it on such a CPU"}
+    # The other pairings --run auto may take where their Refiner times faster (run_choice.py).
+    for ref_p in OV_INT8_OTHER_REFINERS:
+        if ref_p != "bf16" or "ov-bf16" in runs:
+            agreement[pairing_key(ref_p)] = ag.measure(tmp, "openvino", "int8", refs, refiner_precision=ref_p)
     quant["agreement"] = agreement
     _time(timings, "agreement_s", t0)
 

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..optional_modules import optional_import
-from .runs import BACKENDS
+from .runs import BACKENDS, RunSpec
 
 
 class CompiledModel:
@@ -59,15 +59,41 @@ def _ov_core():
     return _OV_CORE
 
 
+def cpu_features() -> set[str]:
+    """What OpenVINO's CPU plugin says this CPU computes natively (``OPTIMIZATION_CAPABILITIES``: FP32,
+    INT8, BF16 on AVX512-BF16 / AMX, ...); empty where OpenVINO is not installed."""
+    global _CPU_FEATURES
+    if _CPU_FEATURES is None:
+        try:
+            import openvino  # noqa: F401
+        except ImportError:
+            _CPU_FEATURES = set()
+        else:
+            _CPU_FEATURES = {str(c) for c in _ov_core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")}
+    return _CPU_FEATURES
+
+
+_CPU_FEATURES: set[str] | None = None
+
+
+def run_supported(spec: RunSpec) -> bool:
+    """Whether this CPU has what ``spec`` needs (runs without a ``cpu_feature`` exist everywhere)."""
+    return spec.cpu_feature is None or spec.cpu_feature in cpu_features()
+
+
 class OpenVINOModel(CompiledModel):
     backend = "openvino"
 
     def __init__(self, path: Path, threads: int | None, precision: str) -> None:
         core = _ov_core()
+        if precision == "bf16" and "BF16" not in cpu_features():
+            raise UserError("bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX) and this one has none; "
+                            "use the fp32 run (ov-fp32) instead")
         config: dict[str, object] = {
             "PERFORMANCE_HINT": "LATENCY",
-            # On AVX512-BF16 / AMX CPUs the plugin would otherwise run fp32 graphs in bf16.
-            "INFERENCE_PRECISION_HINT": "f32",
+            # f32 unless bf16 is asked for: on AVX512-BF16 / AMX CPUs the plugin would otherwise run FP32
+            # graphs in bf16 by default.
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         }
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -93,6 +119,8 @@ class OpenVINOModel(CompiledModel):
 def compile_model(path: Path, backend: str, precision: str = "fp32",
                   threads: int | None = None) -> CompiledModel:
     if backend == "onnxruntime":
+        if precision == "bf16":
+            raise UserError("bf16 runs on OpenVINO only (run ov-bf16); ONNX Runtime's CPU provider has no bf16 mode")
         return OrtModel(path, threads)
     if backend == "openvino":
         return OpenVINOModel(path, threads, precision)

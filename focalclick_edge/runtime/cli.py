@@ -7,7 +7,7 @@ from typing import Any
 
 from ..cli_args import backend, check_writable, click, positive_int
 from ..errors import UserError
-from .runs import PRECISIONS
+from .runs import PRECISIONS, RUN_IDS
 
 
 def write_png_atomic(path: Path, image: Any) -> None:
@@ -94,7 +94,7 @@ def add_parser(sub: Any) -> Any:
     p.add_argument("--backend", type=backend, default="onnxruntime", help="onnxruntime (ort) or openvino (ov)")
     p.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     p.add_argument("--run", default=None,
-                   help="a run id (ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8; overrides --backend/--precision) "
+                   help=f"a run id ({', '.join(RUN_IDS)}; overrides --backend/--precision) "
                         "or auto: the fastest run on this CPU whose recorded accuracy passes")
     p.add_argument("--threads", type=positive_int, default=None)
     p.add_argument("--cfr", default=None, metavar="SPEC",

@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import UserError
 from ..fileio import sha256_file
 from .pipeline_config import PipelineConfig
-from .runs import PRECISIONS, runs_in
+from .runs import PRECISIONS, file_precision, get_run, runs_in
 
 CARD_NAME = "model_card.json"
 
@@ -52,13 +52,17 @@ class ModelDir:
         return sorted({(f["backend"], f["precision"]) for f in self.card["files"]})
 
     def runs(self) -> list[str]:
-        """Ids of the runs (runtime/runs.py) this directory lists graph files for, in table order."""
-        return runs_in(self.available())
+        """Ids of the runs (runtime/runs.py) this directory lists graph files for and this CPU can run
+        (ov-bf16 only where the CPU has native bf16), in table order."""
+        from .backends import run_supported
+
+        return [r for r in runs_in(self.available()) if run_supported(get_run(r))]
 
     def graph_file(self, role: str, backend: str, precision: str, verify: bool = True) -> Path:
         """The file of ``role`` for backend/precision, checked against its recorded sha256."""
         if precision not in PRECISIONS:
             raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
+        precision = file_precision(precision)  # bf16 runs the FP32 graph
         for f in self.card["files"]:
             if f["role"] == role and f["backend"] == backend and f["precision"] == precision:
                 break

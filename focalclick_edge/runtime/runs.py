@@ -15,15 +15,24 @@ from ..errors import UserError
 
 ROLES = ("segmentor", "refiner")
 BACKENDS = ("onnxruntime", "openvino")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")
+#: Precisions that are a compile setting, not a file: the graph file they run (OpenVINO's FP32 IR compiled
+#: with ``INFERENCE_PRECISION_HINT=bf16`` computes in bf16 on CPUs that have it natively).
+FILE_PRECISION = {"bf16": "fp32"}
 BACKEND_ALIASES = {"ort": "onnxruntime", "onnxruntime": "onnxruntime", "ov": "openvino", "openvino": "openvino"}
 OPENVINO_DIR = "openvino"
 #: ``bench --vs-torch``: our PyTorch FP32 eager modules behind the same Session (not a model-directory run).
 TORCH_REFERENCE_RUN = "torch-fp32"
 
 
+def file_precision(precision: str) -> str:
+    """The precision of the graph file a precision runs (itself, or its FILE_PRECISION)."""
+    return FILE_PRECISION.get(precision, precision)
+
+
 def graph_relpath(role: str, backend: str, precision: str) -> str:
     """Where a graph file lives inside a model directory (the only place these names are spelled)."""
+    precision = file_precision(precision)
     if backend == "onnxruntime":
         return f"{role}.{precision}.onnx"
     if backend == "openvino":
@@ -45,8 +54,9 @@ class RunSpec:
     the FP32 one, ov-fp32 5.82), while OpenVINO's INT8 Refiner is no faster (2 threads, AMX Xeon: 4.96
     vs 4.19 ms). ``--run auto`` takes the INT8 Refiner where it times faster and that pairing's own
     recorded agreement passes (run_choice.py).
-    ``baseline`` is the FP32 run an INT8 run is compared with (``eval --max-noc-drop``), None for runs
-    that are not gated.
+    ``baseline`` is the FP32 run an INT8 (or bf16) run is compared with (``eval --max-noc-drop``), None
+    for runs that are not gated. ``cpu_feature``: what the CPU must have for the run to exist on it (a
+    name of ``backends.cpu_features``), None for runs every CPU has.
     """
 
     id: str
@@ -54,6 +64,7 @@ class RunSpec:
     precision: str
     refiner_precision: str
     baseline: str | None = None
+    cpu_feature: str | None = None
 
     def precision_of(self, role: str) -> str:
         return self.refiner_precision if role == "refiner" else self.precision
@@ -74,20 +85,43 @@ RUNS: tuple[RunSpec, ...] = (
     RunSpec("ov-fp32", "openvino", "fp32", "fp32"),
     RunSpec("ov-fp16", "openvino", "fp16", "fp16"),
     RunSpec("ov-int8", "openvino", "int8", "fp32", baseline="ov-fp32"),
+    # The FP32 IR in bf16 (AMX / AVX512-BF16 CPUs only): on the AMX Xeon of docs/results, b0-s1's Refiner
+    # 3.1 -> 2.1 ms and its Segmentor 3.4 -> 2.6 ms (the INT8 one: 3.0), 2 threads.
+    RunSpec("ov-bf16", "openvino", "bf16", "bf16", baseline="ov-fp32", cpu_feature="BF16"),
 )
 RUN_IDS: tuple[str, ...] = tuple(r.id for r in RUNS)
 _BY_ID = {r.id: r for r in RUNS}
 _BY_PAIR = {(r.backend, r.precision): r for r in RUNS}
 #: What ``export`` writes: (backend, precision) pairs, FP32/FP16 always, INT8 with ``--int8``.
-EXPORTED_FLOAT = tuple((r.backend, r.precision) for r in RUNS if r.precision != "int8")
+EXPORTED_FLOAT = tuple((r.backend, r.precision) for r in RUNS if r.precision not in ("int8", *FILE_PRECISION))
 EXPORTED_INT8 = tuple((r.backend, r.precision) for r in RUNS if r.precision == "int8")
 
 
+#: A run of the table with another Refiner than its own, spelled ``RUN+refiner-PRECISION`` (``ov-int8+refiner-bf16``):
+#: what ``--run auto`` may choose, and what eval / bench / serve then run.
+PAIRING_SEP = "+refiner-"
+
+
 def get_run(run_id: str) -> RunSpec:
-    try:
-        return _BY_ID[run_id]
-    except KeyError:
-        raise UserError(f"unknown run {run_id!r}; choose from: {', '.join(RUN_IDS)}") from None
+    base, sep, refiner = run_id.partition(PAIRING_SEP)
+    spec = _BY_ID.get(base)
+    if spec is None or (sep and refiner not in PRECISIONS):
+        raise UserError(f"unknown run {run_id!r}; choose from: {', '.join(RUN_IDS)} (optionally +refiner-P with P one "
+                        f"of {', '.join(PRECISIONS)}, e.g. ov-int8+refiner-bf16)") from None
+    if not sep or refiner == spec.refiner_precision:
+        return spec
+    feature = "BF16" if refiner == "bf16" else spec.cpu_feature
+    return RunSpec(run_id, spec.backend, spec.precision, refiner, spec.baseline, feature)
+
+
+def with_refiner(spec: RunSpec, refiner_precision: str) -> RunSpec:
+    """``spec`` paired with another Refiner (its table id back when that is the table's own pairing)."""
+    return get_run(base_id(spec.id) + PAIRING_SEP + refiner_precision)
+
+
+def base_id(run_id: str) -> str:
+    """The table row a run id names (``ov-int8+refiner-bf16`` -> ``ov-int8``)."""
+    return run_id.partition(PAIRING_SEP)[0]
 
 
 def run_for(backend: str, precision: str) -> RunSpec | None:
@@ -110,9 +144,10 @@ def refiner_precision_for(backend: str, precision: str) -> str:
 
 
 def runs_in(pairs: Iterable[tuple[str, str]]) -> list[str]:
-    """Run ids whose (backend, precision) is among ``pairs`` (e.g. a model card's files), table order."""
+    """Run ids whose graph files' (backend, precision) are among ``pairs`` (e.g. a model card's files),
+    table order; runs that need a CPU feature included (``ModelDir.runs`` keeps those this CPU has)."""
     have = set(pairs)
-    return [r.id for r in RUNS if (r.backend, r.precision) in have]
+    return [r.id for r in RUNS if (r.backend, file_precision(r.precision)) in have]
 
 
 def parse_run_list(text: str) -> list[str]:
@@ -134,7 +169,7 @@ def select_available(requested: Iterable[str] | None, have: list[str], where: st
     runs = list(dict.fromkeys(requested))
     for r in runs:
         get_run(r)
-    missing = [r for r in runs if r not in have]
+    missing = [r for r in runs if base_id(r) not in have]
     if missing:
         raise UserError(f"{where} has no {', '.join(missing)} model (it has no files for {', '.join(missing)}; it "
                         f"has: {', '.join(have)}); re-export with the matching options (e.g. --int8) or drop it "
@@ -146,9 +181,11 @@ def select_available(requested: Iterable[str] | None, have: list[str], where: st
 
 def gated_pairs(runs: Iterable[str]) -> list[tuple[str, str]]:
     """(run, baseline) for each run of ``runs`` that has an FP32 baseline."""
-    return [(r, _BY_ID[r].baseline) for r in runs if r in _BY_ID and _BY_ID[r].baseline]  # type: ignore[misc]
+    specs = [get_run(r) for r in runs if base_id(r) in _BY_ID]
+    return [(s.id, s.baseline) for s in specs if s.baseline]  # type: ignore[misc]
 
 
-__all__ = ["BACKENDS", "BACKEND_ALIASES", "PRECISIONS", "ROLES", "RUNS", "RUN_IDS", "TORCH_REFERENCE_RUN", "RunSpec",
-           "backend_name", "gated_pairs", "get_run", "graph_relpath", "parse_run_list", "refiner_precision_for",
-           "run_for", "runs_in", "select_available"]
+__all__ = ["BACKENDS", "BACKEND_ALIASES", "FILE_PRECISION", "PAIRING_SEP", "PRECISIONS", "ROLES", "RUNS", "RUN_IDS",
+           "TORCH_REFERENCE_RUN", "RunSpec", "backend_name", "base_id", "file_precision", "gated_pairs", "get_run",
+           "graph_relpath", "parse_run_list", "refiner_precision_for", "run_for", "runs_in", "select_available",
+           "with_refiner"]

@@ -30,6 +30,7 @@ from .. import __version__
 from ..errors import UserError
 from ..hardware import cpu_fingerprint
 from ..runtime.model_dir import ModelDir
+from ..runtime.runs import RunSpec
 from . import uploads
 from .encoding import FORMATS, encode_mask, mask_png
 from .engine import ClickOutcome, Engine, ImageState
@@ -142,10 +143,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
     model_path = Path(settings.model_dir) if settings.model_dir else default_model_dir()
     model = ModelDir.open(model_path)
     choice: list[str] = []
-    run_id, backend, precision = resolve_run(model, settings.run, settings.backend, settings.precision,
-                                             settings.threads, log=choice.append)
-    engine = Engine(model_path, backend, precision, settings.threads, settings.graph_workers, settings.cfr,
-                    settings.merge)
+    run = resolve_run(model, settings.run, settings.backend, settings.precision, settings.threads, log=choice.append)
+    run_id = run.id
+    engine = Engine(model_path, run.backend, run.precision, settings.threads, settings.graph_workers, settings.cfr,
+                    settings.merge, refiner_precision=run.refiner_precision)
     if settings.warmup:
         engine.warm_up()
     metrics = Metrics()
@@ -356,7 +357,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    label_studio = _label_studio_router(model_path, run_id, backend, precision, settings.threads)
+    label_studio = _label_studio_router(model_path, run, settings.threads)
     if label_studio is not None:
         app.include_router(label_studio, prefix="/label-studio")
 
@@ -374,8 +375,7 @@ def _is_shipped(path: Path) -> bool:
     return shipped is not None and path.resolve() == shipped.resolve()
 
 
-def _label_studio_router(model_path: Path, run_id: str, backend: str, precision: str,
-                         threads: int | None) -> APIRouter | None:
+def _label_studio_router(model_path: Path, run: RunSpec, threads: int | None) -> APIRouter | None:
     """The Label Studio ML-backend routes (adapters/label_studio.py), where this install has that adapter.
 
     Its click service gets graphs of its own: the engine's worker pool and the service's lock would
@@ -388,5 +388,6 @@ def _label_studio_router(model_path: Path, run_id: str, backend: str, precision:
         from ..runtime import Session
     except ModuleNotFoundError:  # an install without the adapter or its converter: no /label-studio routes
         return None
-    service = ClickService({run_id: Session(model_path, backend=backend, precision=precision, threads=threads)})
+    service = ClickService({run.id: Session(model_path, backend=run.backend, precision=run.precision, threads=threads,
+                                           refiner_precision=run.refiner_precision)})
     return label_studio_router(service, LabelStudioSettings.from_env())

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..runtime.runs import PRECISIONS, RUN_IDS
 
 
 def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
@@ -18,9 +19,9 @@ def add_parser(sub: Any) -> Callable[[argparse.Namespace], int]:
                    help="model directory written by `export` (default: the shipped b0-s1)")
     p.add_argument("--run", default="auto",
                    help="auto (the fastest run on this CPU whose recorded accuracy passes) or a run id: "
-                   "ort-fp32, ort-int8, ov-fp32, ov-fp16, ov-int8")
+                   + ", ".join(RUN_IDS))
     p.add_argument("--backend", default=None, help="onnxruntime (ort) or openvino (ov); overrides --run")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"], help="with --backend")
+    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="with --backend")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others need --token)")
     p.add_argument("--port", type=int, default=8800)
     p.add_argument("--threads", type=int, default=None, help="backend threads per graph (default: all CPUs)")

@@ -98,7 +98,8 @@ def _yxyx_to_xyxy(box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
 
 class Engine:
     def __init__(self, model_dir: str | Path, backend: str, precision: str, threads: int | None,
-                 workers: int = 1, cfr: str | None = None, merge: str = "official") -> None:
+                 workers: int = 1, cfr: str | None = None, merge: str = "official",
+                 refiner_precision: str | None = None) -> None:
         if workers > 1 and backend != "onnxruntime":
             raise UserError(f"--graph-workers {workers} needs the onnxruntime backend ({backend}'s Sessions share one "
                             "infer request); use --graph-workers 1")
@@ -106,8 +107,9 @@ class Engine:
         from ..runtime.paper_merge import wrap_session
 
         # CFR / the paper's merge wrap the Session; their spawns and snapshots are the wrapped Session's.
-        self.root = wrap_session(Session(model_dir, backend=backend, precision=precision, threads=threads),
-                                 merge, parse_cfr(cfr))
+        session = Session(model_dir, backend=backend, precision=precision, threads=threads,
+                          refiner_precision=refiner_precision)
+        self.root = wrap_session(session, merge, parse_cfr(cfr))
         self.backend, self.precision, self.variant = backend, precision, self.root.variant
         self._pool = FairPool([self.root] + [self.root.spawn() for _ in range(workers - 1)])
         self._empty = self.root.spawn().snapshot()  # what an idle worker holds: no image, no references

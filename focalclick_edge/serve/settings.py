@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..runtime.model_dir import ModelDir
-from ..runtime.runs import RUN_IDS, backend_name, get_run, run_for
+from ..runtime.runs import RUN_IDS, RunSpec, backend_name, get_run, run_for
 
 
 @dataclass
@@ -75,22 +75,22 @@ def default_model_dir() -> Path:
 
 
 def resolve_run(model: ModelDir, run: str, backend: str | None, precision: str, threads: int | None = None,
-                log: Any = None) -> tuple[str, str, str]:
-    """(run id, backend, precision) to serve. ``auto``: ``runtime.run_choice.choose_run`` -- the fastest
-    run on this CPU whose recorded accuracy passes, never an INT8 run slower than its FP32 sibling."""
+                log: Any = None) -> RunSpec:
+    """The run to serve (its id, backend, precision and Refiner pairing). ``auto``:
+    ``runtime.run_choice.choose_run`` -- the fastest run on this CPU whose recorded accuracy passes, never an
+    INT8 run slower than its FP32 sibling."""
     if backend is not None:
         full = backend_name(backend)
-        spec = run_for(full, precision)
-        return (spec.id if spec else f"{full}-{precision}"), full, precision
+        return run_for(full, precision) or RunSpec(f"{full}-{precision}", full, precision, precision)
     if run == "auto":
         from ..runtime.run_choice import choose_run, describe_choice
 
         spec, report = choose_run(model.path, threads=threads)
         if log is not None:
             log(describe_choice(report))
-        return spec.id, spec.backend, spec.precision
-    if run not in RUN_IDS:
-        raise UserError(f"unknown run {run!r}; choose auto or one of: {', '.join(RUN_IDS)}")
-    spec = get_run(run)
-    return run, spec.backend, spec.precision
+        return spec
+    try:
+        return get_run(run)
+    except UserError:
+        raise UserError(f"unknown run {run!r}; choose auto or one of: {', '.join(RUN_IDS)}") from None
 
