@@ -517,5 +517,6 @@ def test_auto_skips_an_int8_run_whose_recorded_agreement_is_under_the_floor(tmp_
         report = choose_run(model)[1]
         why = report["excluded"].get("ov-int8", "")
         assert ("floor" in why) is refused, report
-        assert refused or "ov-int8" in report["per_click_graph_ms"] or "not faster" in why
+        offered = any(r.split("+")[0] == "ov-int8" for r in report["per_click_graph_ms"])  # any Refiner pairing
+        assert refused or offered or "not faster" in why
 
