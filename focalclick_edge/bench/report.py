@@ -36,14 +36,15 @@ def format_table(result: dict[str, Any]) -> str:
         f"{proto['clicks_per_session']} clicks, warm-up excluded",
     ]
     stage_cols = " ".join(f"{_STAGE_HEAD[s]:>6}" for s in PLOT_STAGES)
-    head = (f"{'run':<11} {'p50 ms':>7} {'p90 ms':>7} | {stage_cols} | {'seg/paper':>9} {'ref/paper':>9} | "
+    w = max([11, *(len(rid) for rid, _ in all_runs(result))])  # run ids with a Refiner pairing are longer
+    head = (f"{'run':<{w}} {'p50 ms':>7} {'p90 ms':>7} | {stage_cols} | {'seg/paper':>9} {'ref/paper':>9} | "
             f"{'load ms':>7} {'RSS MB':>7} | {'vs torch':>8}")
     lines += [head, "-" * len(head)]
     for rid, e in all_runs(result):
         stages = " ".join(f"{e['stages'][s]['p50']:>6.2f}" for s in PLOT_STAGES)
         speed = f"{e['speedup_vs_torch']:>7.2f}x" if "speedup_vs_torch" in e else f"{'-':>8}"
         lines.append(
-            f"{rid:<11} {e['total_ms_p50']:>7.2f} {e['total_ms_p90']:>7.2f} | {stages} | "
+            f"{rid:<{w}} {e['total_ms_p50']:>7.2f} {e['total_ms_p90']:>7.2f} | {stages} | "
             f"{e['segmentor_vs_paper']:>9.2f} {e['refiner_vs_paper']:>9.2f} | "
             f"{e['load_ms']:>7.0f} {e['peak_rss_mb']:>7.0f} | {speed}"
         )
