@@ -85,13 +85,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+_TERMINATED: list[int] = []  # the signal that stopped this run, once one has
+
+
 def _terminate_as_interrupt() -> None:
     """SIGTERM (a killed CI job, `timeout`) unwinds like Ctrl-C, so atomic writers clean up their
-    temporary files instead of leaving half-written model directories behind."""
+    temporary files instead of leaving half-written model directories behind. Only the first one
+    interrupts: a second must not cut that cleanup short."""
     import signal
 
     def handler(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
+        if not _TERMINATED:
+            _TERMINATED.append(signum)
+            raise KeyboardInterrupt
 
     try:
         signal.signal(signal.SIGTERM, handler)
@@ -100,8 +106,6 @@ def _terminate_as_interrupt() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from .errors import UserError
-
     parser = build_parser()
     try:
         args = parser.parse_args(join_negative_values(sys.argv[1:] if argv is None else list(argv)))
@@ -109,6 +113,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     _terminate_as_interrupt()
     prog = f"focalclick-edge {args.command}"
+    try:
+        return _run(args, prog)
+    except BaseException:
+        # An interrupt that landed inside a C extension comes back as whatever that extension makes of
+        # it (an interrupted `import openvino` raises ImportError "initialization failed"): still an
+        # interrupt, not a crash.
+        if _TERMINATED:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            return 130
+        raise
+
+
+def _run(args: argparse.Namespace, prog: str) -> int:
+    from .errors import UserError
+
     try:
         return args.handler(args)
     except UserError as exc:

@@ -90,3 +90,44 @@ def test_one_cache_folder_rule_honours_focalclick_edge_cache(monkeypatch, tmp_pa
     monkeypatch.delenv("FOCALCLICK_EDGE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
     assert cache_dir("calibration") == tmp_path / "x" / "focalclick-edge" / "calibration"
+
+
+def test_sigterm_inside_a_c_extension_still_exits_as_interrupted(monkeypatch, capsys):
+    """An interrupt that lands inside an extension's init comes back as that extension's error
+    (`import openvino` raised ImportError "initialization failed" in CI): exit 130 and one line, not a
+    traceback. The command's handler here signals itself and then fails the way that import did."""
+    import os
+    import signal
+
+    from focalclick_edge import cli
+
+    def interrupted_import(_args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at the next bytecode boundary
+            for _ in range(10_000):
+                pass
+        except KeyboardInterrupt:
+            raise ImportError("initialization failed") from None
+        raise AssertionError("SIGTERM did not interrupt")
+
+    parser = cli.build_parser()
+    args = parser.parse_args(["segment", "x.png", "--click", "1,1,+", "--out", "m.png"])
+    monkeypatch.setattr(cli, "build_parser", lambda: _Fixed(args, interrupted_import))
+    monkeypatch.setattr(cli, "_TERMINATED", [])
+    old = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["segment"]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    assert capsys.readouterr().err.strip() == "focalclick-edge segment: interrupted"
+
+
+class _Fixed:
+    """A parser that returns fixed arguments with another handler."""
+
+    def __init__(self, args: argparse.Namespace, handler) -> None:
+        self._args, self._handler = args, handler
+
+    def parse_args(self, _argv):
+        self._args.handler = self._handler
+        return self._args
