@@ -177,8 +177,9 @@ def choose_run(model_dir: str | Path, threads: int | None = None, budget_s: floa
 def describe_choice(report: dict[str, Any]) -> str:
     """One line for the CLI."""
     times = ", ".join(f"{k} {v:.1f} ms" for k, v in sorted(report["per_click_graph_ms"].items(), key=lambda kv: kv[1]))
+    excluded = "; ".join(f"{k}: {why}" for k, why in report["excluded"].items())
     return (f"--run auto chose {report['chosen']} (refiner {report['refiner_precision']}; {report['source']}: "
-            f"{times}{'; excluded: ' + ', '.join(report['excluded']) if report['excluded'] else ''})")
+            f"{times}{'; excluded ' + excluded if excluded else ''})")
 
 
 def resolve_run_arg(text: str, model_dir: str | Path, threads: int | None = None, log=print) -> str:
