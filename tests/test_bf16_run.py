@@ -59,6 +59,8 @@ def test_a_cpu_without_native_bf16_has_no_ov_bf16_run(b0s1_fp32_model_dir, no_bf
     assert "ov-bf16" not in md.runs() and "ov-fp32" in md.runs()
     with pytest.raises(UserError, match="native bf16 .*use the fp32 run"):
         Session(b0s1_fp32_model_dir, run="ov-bf16")
+    with pytest.raises(UserError, match="ov-bf16 needs a CPU with native bf16 .* use ov-fp32"):
+        select_available(["ov-bf16"], md.runs(), "m")
     code = main(["segment", str(FIXTURES / "images" / "teddy.png"), "--model", str(b0s1_fp32_model_dir),
                  "--click", "150,100,+", "--run", "ov-bf16", "--out", "unused.png"])
     err = capsys.readouterr().err.strip().splitlines()

@@ -170,6 +170,12 @@ def select_available(requested: Iterable[str] | None, have: list[str], where: st
     for r in runs:
         get_run(r)
     missing = [r for r in runs if base_id(r) not in have]
+    for r in missing:
+        spec = get_run(base_id(r))
+        sibling = run_for(spec.backend, file_precision(spec.precision))
+        if spec.cpu_feature and sibling is not None and sibling.id in have:  # the files are there: the CPU is not
+            raise UserError(f"{r} needs a CPU with native {spec.cpu_feature.lower()} (AVX512-BF16 or AMX) and this one "
+                            f"has none; use {sibling.id} or another run of: {', '.join(have)}")
     if missing:
         raise UserError(f"{where} has no {', '.join(missing)} model (it has no files for {', '.join(missing)}; it "
                         f"has: {', '.join(have)}); re-export with the matching options (e.g. --int8) or drop it "
