@@ -8,6 +8,7 @@ the graphs the default runs need, so that the wheel stays small:
   ort-int8  segmentor.int8.onnx + refiner.fp32.onnx (ONNX Runtime pairs INT8 with the FP32 Refiner)
   ov-fp32   openvino/{segmentor,refiner}.fp32.{xml,bin}
   ov-int8   openvino/{segmentor,refiner}.int8.{xml,bin}
+  ov-bf16, ov-int8+refiner-bf16: the FP32 IR computed in bf16 (CPUs with native bf16 only; no files of their own)
 
 and a model card that lists just those files. Re-run it whenever the shipped checkpoint is retrained:
 
