@@ -14,8 +14,9 @@ EPILOG = f"""\
 runs: {", ".join(RUN_IDS)} (default: every run the model directory has).
 Sessions run until IoU >= --stop-iou (0.95) or --max-clicks, so NoC85/90/95 come from one pass; the
 official scripts stop at 0.90, which gives the same NoC85/NoC90 but a different mIoU@k curve.
-With --max-noc-drop X the exit status is 1 when an INT8 run's NoC90 exceeds that of the FP32 run of the
-same backend (ort-int8 vs ort-fp32, ov-int8 vs ov-fp32) by more than X clicks (--max-drop: the old name).
+With --max-noc-drop X the exit status is 1 when an INT8 (or bf16) run's NoC90 exceeds that of the FP32 run
+of the same backend (ort-int8 vs ort-fp32, ov-int8 and ov-bf16 vs ov-fp32) by more than X clicks (--max-drop:
+the old name).
 """
 
 
@@ -118,7 +119,7 @@ def _handle(args: argparse.Namespace) -> int:
             for line in failures:
                 print(f"focalclick-edge eval: max-noc-drop FAILED: {line}", file=sys.stderr)
             return 1
-        print(f"max-noc-drop {args.max_noc_drop:g}: every INT8 run is within {args.max_noc_drop:g} NoC90 clicks "
+        print(f"max-noc-drop {args.max_noc_drop:g}: every INT8 / bf16 run is within {args.max_noc_drop:g} NoC90 clicks "
               "of its FP32 run")
     return 0
 
@@ -169,7 +170,8 @@ def add_parser(sub: Any) -> Any:
     p.add_argument("--plot", metavar="OUT.png",
                    help="write a PNG of mIoU vs clicks, one line per run (needs matplotlib)")
     p.add_argument("--max-noc-drop", type=float, default=None, metavar="CLICKS",
-                   help="exit 1 when an INT8 run's NoC90 exceeds its FP32 run's by more than this many clicks")
+                   help="exit 1 when an INT8 (or bf16) run's NoC90 exceeds its FP32 run's by more than this many "
+                        "clicks")
     p.add_argument("--max-drop", dest="max_noc_drop", type=float, action=DeprecatedAlias, new="--max-noc-drop")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return _handle

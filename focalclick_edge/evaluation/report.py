@@ -255,8 +255,8 @@ def check_gate_runs(runs: Sequence[str]) -> list[tuple[str, str]]:
                             f"({','.join(runs)}); add it")
         pairs.append((run, base))
     if not pairs:
-        raise UserError(f"--max-noc-drop needs an INT8 run (ort-int8 or ov-int8) in --runs ({','.join(runs)}); "
-                        "export with --int8 or drop --max-noc-drop")
+        raise UserError(f"--max-noc-drop needs an INT8 run (ort-int8 or ov-int8) or ov-bf16 in --runs "
+                        f"({','.join(runs)}); export with --int8 or drop --max-noc-drop")
     return pairs
 
 
