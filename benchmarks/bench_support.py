@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from focalclick_edge.runtime import Session
+from focalclick_edge.runtime.backends import run_supported
 from focalclick_edge.runtime.model_dir import ModelDir
-from focalclick_edge.runtime.runs import RUN_IDS, get_run
+from focalclick_edge.runtime.runs import RUN_IDS, base_id, get_run
 
 # The click whose inputs the stage benchmarks use: past the first (full-image) click, so the
 # Target Crop, the stale-box logic and the focus component are all exercised as in a real session.
@@ -17,14 +18,16 @@ BENCH_CLICK = 4
 
 
 def run_params() -> list[str]:
-    return list(RUN_IDS)
+    """Every run of the table, and the Refiner pairing `--run auto` takes on CPUs with native bf16."""
+    return [*RUN_IDS, "ov-int8+refiner-bf16"]
 
 
 def open_run(model_dir: Path, run: str, threads: int) -> Session:
-    if run not in ModelDir.open(model_dir).runs():
+    if base_id(run) not in ModelDir.open(model_dir).runs():
         pytest.skip(f"{model_dir} has no {run} files")
-    spec = get_run(run)
-    return Session(model_dir, backend=spec.backend, precision=spec.precision, threads=threads)
+    if not run_supported(get_run(run)):
+        pytest.skip(f"this CPU cannot compute {run} (no native bf16)")
+    return Session(model_dir, run=run, threads=threads)
 
 
 
