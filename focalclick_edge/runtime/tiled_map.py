@@ -24,10 +24,11 @@ cv2 = optional_import("cv2", "opencv-python-headless")
 __all__ = ["TILE", "TiledMap", "release_replaced", "roundtrip"]
 
 TILE = 256
-#: Lazy boxes (``with_lazy_box``) only above this many pixels (~4 tiles). Per click in one process, the bench
-#: sample upscaled (ov-int8+refiner-bf16, AMX Xeon): 2 M -> 250 k took 0.4 MP 13.1 -> 12.5 ms, 2 MP 26.0 -> 24.0,
-#: 12 MP 45.6 -> 36.5 (a 1-2 MP Focus Crop box was pasted densely), 48 MP 92 -> 88; 100 k made 0.4 MP slower
-#: (14.5 ms): below a few tiles the per-tile overhead costs more than laziness saves.
+#: Lazy boxes (``with_lazy_box``) only above this many pixels (~4 tiles). Below it a box is computed densely,
+#: which a 0.25-2 MP Focus Crop box of a large photo made cost ~9 ms per click: with 2 M, the bench sample
+#: upscaled, ov-int8+refiner-bf16's clicks (one process, AMX Xeon) took 0.4 MP 13.1 ms, 2 MP 26.0, 12 MP 45.6,
+#: 48 MP 92; with 250 k 12.5 / 24.0 / 36.5 / 88 (ov-int8's clicks never met such a box: 12 MP 42.8 -> 41.5).
+#: 100 k made 0.4 MP slower (14.5 ms): below a few tiles the per-tile overhead costs more than laziness saves.
 LAZY_MIN_PIXELS = 250_000
 Box4 = tuple[int, int, int, int]  # (y1, y2, x1, x2), exclusive ends
 
