@@ -59,3 +59,14 @@ def test_feed_observers_see_every_graph_input_until_removed(b0s1_fp32_model_dir,
     remove()
     s.add_click(150, 150, False)
     assert len(seen) == 2
+
+
+@pytest.mark.parametrize("shape", [(2, 2, 3), (212, 320, 3), (37, 1, 3), (1, 5, 3), (50, 60, 4)])
+def test_the_session_keeps_exactly_the_image_planes_channels_first(shape):
+    """set_image's channels-first copy (OpenCV channel extraction) holds the same bytes as NumPy's
+    transpose, for contiguous, one-pixel-wide and RGBA (non-contiguous RGB view) inputs."""
+    from focalclick_edge.runtime.session import _channels_first
+
+    a = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)[..., :3]
+    planes = _channels_first(a)
+    assert planes.flags.c_contiguous and np.array_equal(planes, a.transpose(2, 0, 1))
