@@ -230,4 +230,3 @@ def test_resizing_a_box_of_the_map_equals_resizing_its_dense_copy(out_hw, mid_hw
     got = np.empty(out_hw, np.float32)
     rs.resize_rows_source(BoxRows(tm, box), out_hw, out=got, mid_hw=mid_hw)
     assert np.array_equal(got, want)
-
