@@ -17,8 +17,9 @@ from ..calibration.dataset import CalibrationSet
 from ..export.model_card import file_entry
 from ..export.openvino_export import remove_graph
 from ..fileio import sha256_file
+from ..runtime.backends import run_supported
 from ..runtime.run_choice import OV_INT8_OTHER_REFINERS, pairing_key
-from ..runtime.runs import BACKENDS, ROLES, RUNS, get_run, graph_relpath
+from ..runtime.runs import BACKENDS, ROLES, RUNS, get_run, graph_relpath, with_refiner
 from ..variants import Variant
 
 Log = Callable[[str], None]
@@ -254,7 +255,7 @@ def run_int8_stage(
                                       "--run auto leaves ov-bf16 out; measure it on such a CPU"}
     # The other pairings --run auto may take where their Refiner times faster (run_choice.py).
     for ref_p in OV_INT8_OTHER_REFINERS:
-        if ref_p != "bf16" or "ov-bf16" in runs:
+        if run_supported(with_refiner(get_run("ov-int8"), ref_p)):
             agreement[pairing_key(ref_p)] = ag.measure(tmp, "openvino", "int8", refs, refiner_precision=ref_p)
     quant["agreement"] = agreement
     _time(timings, "agreement_s", t0)

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..optional_modules import optional_import
-from .runs import BACKENDS, RunSpec
+from .runs import BACKENDS, CPU_FEATURE, RunSpec
 
 
 class CompiledModel:
@@ -86,7 +86,8 @@ class OpenVINOModel(CompiledModel):
 
     def __init__(self, path: Path, threads: int | None, precision: str) -> None:
         core = _ov_core()
-        if precision == "bf16" and "BF16" not in cpu_features():
+        needs = CPU_FEATURE.get(precision)
+        if needs is not None and needs not in cpu_features():
             raise UserError("bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX) and this one has none; "
                             "use the fp32 run (ov-fp32) instead")
         config: dict[str, object] = {

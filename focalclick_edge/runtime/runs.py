@@ -19,6 +19,8 @@ PRECISIONS = ("fp32", "fp16", "int8", "bf16")
 #: Precisions that are a compile setting, not a file: the graph file they run (OpenVINO's FP32 IR compiled
 #: with ``INFERENCE_PRECISION_HINT=bf16`` computes in bf16 on CPUs that have it natively).
 FILE_PRECISION = {"bf16": "fp32"}
+#: What the CPU must compute natively for a precision (names of ``backends.cpu_features``); others run anywhere.
+CPU_FEATURE = {"bf16": "BF16"}
 BACKEND_ALIASES = {"ort": "onnxruntime", "onnxruntime": "onnxruntime", "ov": "openvino", "openvino": "openvino"}
 OPENVINO_DIR = "openvino"
 #: ``bench --vs-torch``: our PyTorch FP32 eager modules behind the same Session (not a model-directory run).
@@ -55,8 +57,7 @@ class RunSpec:
     vs 4.19 ms). ``--run auto`` takes the INT8 Refiner where it times faster and that pairing's own
     recorded agreement passes (run_choice.py).
     ``baseline`` is the FP32 run an INT8 (or bf16) run is compared with (``eval --max-noc-drop``), None
-    for runs that are not gated. ``cpu_feature``: what the CPU must have for the run to exist on it (a
-    name of ``backends.cpu_features``), None for runs every CPU has.
+    for runs that are not gated.
     """
 
     id: str
@@ -64,7 +65,12 @@ class RunSpec:
     precision: str
     refiner_precision: str
     baseline: str | None = None
-    cpu_feature: str | None = None
+
+    @property
+    def cpu_feature(self) -> str | None:
+        """What the CPU must have for this run to exist on it (CPU_FEATURE of either graph's precision), None
+        for runs every CPU has."""
+        return next((CPU_FEATURE[p] for p in (self.precision, self.refiner_precision) if p in CPU_FEATURE), None)
 
     def precision_of(self, role: str) -> str:
         return self.refiner_precision if role == "refiner" else self.precision
@@ -87,7 +93,7 @@ RUNS: tuple[RunSpec, ...] = (
     RunSpec("ov-int8", "openvino", "int8", "fp32", baseline="ov-fp32"),
     # The FP32 IR in bf16 (AMX / AVX512-BF16 CPUs only): on the AMX Xeon of docs/results, b0-s1's Refiner
     # 3.1 -> 2.1 ms and its Segmentor 3.4 -> 2.6 ms (the INT8 one: 3.0), 2 threads.
-    RunSpec("ov-bf16", "openvino", "bf16", "bf16", baseline="ov-fp32", cpu_feature="BF16"),
+    RunSpec("ov-bf16", "openvino", "bf16", "bf16", baseline="ov-fp32"),
 )
 RUN_IDS: tuple[str, ...] = tuple(r.id for r in RUNS)
 _BY_ID = {r.id: r for r in RUNS}
@@ -110,8 +116,7 @@ def get_run(run_id: str) -> RunSpec:
                         f"of {', '.join(PRECISIONS)}, e.g. ov-int8+refiner-bf16)") from None
     if not sep or refiner == spec.refiner_precision:
         return spec
-    feature = "BF16" if refiner == "bf16" else spec.cpu_feature
-    return RunSpec(run_id, spec.backend, spec.precision, refiner, spec.baseline, feature)
+    return RunSpec(run_id, spec.backend, spec.precision, refiner, spec.baseline)
 
 
 def with_refiner(spec: RunSpec, refiner_precision: str) -> RunSpec:
@@ -191,7 +196,7 @@ def gated_pairs(runs: Iterable[str]) -> list[tuple[str, str]]:
     return [(s.id, s.baseline) for s in specs if s.baseline]  # type: ignore[misc]
 
 
-__all__ = ["BACKENDS", "BACKEND_ALIASES", "FILE_PRECISION", "PAIRING_SEP", "PRECISIONS", "ROLES", "RUNS", "RUN_IDS",
-           "TORCH_REFERENCE_RUN", "RunSpec", "backend_name", "base_id", "file_precision", "gated_pairs", "get_run",
-           "graph_relpath", "parse_run_list", "refiner_precision_for", "run_for", "runs_in", "select_available",
-           "with_refiner"]
+__all__ = ["BACKENDS", "BACKEND_ALIASES", "CPU_FEATURE", "FILE_PRECISION", "PAIRING_SEP", "PRECISIONS", "ROLES",
+           "RUNS", "RUN_IDS", "TORCH_REFERENCE_RUN", "RunSpec", "backend_name", "base_id", "file_precision",
+           "gated_pairs", "get_run", "graph_relpath", "parse_run_list", "refiner_precision_for", "run_for", "runs_in",
+           "select_available", "with_refiner"]
