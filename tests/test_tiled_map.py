@@ -95,6 +95,50 @@ def test_windowed_focus_crop_and_progressive_merge_equal_the_whole_image_rules(s
     assert np.array_equal(expect, merged)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_xor_read_of_two_maps_equals_the_xor_of_their_dense_masks_and_skips_shared_tiles(seed, monkeypatch):
+    """Two maps sharing most tiles (one a box update of the other, lazy or dense, with constant tiles inside
+    and out): ``xor_read`` over any window is the XOR of the thresholded dense maps, and the diff-based
+    Focus Crop rule gives the box of the dense rule."""
+    from focalclick_edge.runtime import resize as rs
+
+    rng = np.random.default_rng(seed)
+    monkeypatch.setattr(tiled_map, "LAZY_MIN_PIXELS", 0 if seed % 2 else 10**9)
+    h, w = int(rng.integers(60, 260)), int(rng.integers(60, 260))
+    tile = int(rng.choice([16, 32, 40]))
+    # Plateaus far from the thresholds: lazy tiles whose bounds make their masks the shared constants, so
+    # the two maps meet constant-vs-constant tiles that agree and that differ.
+    src0 = np.zeros((6, 6), np.float32)
+    src0[1:5, 1:5] = 1.0
+    src0[0, 0] = 0.5
+    c0 = rs.ResizeChain(src0, [(h, w)])
+    prev = TiledMap.zeros((h, w), tile=tile).with_lazy_box((0, h, 0, w), c0.window, c0.bounds, outside="zero")
+    base_vals = prev.to_array()
+    box = _box(rng, h, w)
+    src = np.where(rng.random((9, 11)) < 0.5, -1.0, 2.0).astype(np.float32)
+    src[rng.random((9, 11)) < 0.2] = 0.5
+    chain = rs.ResizeChain(src, [(box[1] - box[0], box[3] - box[2])])
+    mode = str(rng.choice(["zero", "keep"]))
+    pred = prev.with_lazy_box(box, chain.window, chain.bounds, outside=mode, sample=chain.sample,
+                              bounds_grid=chain.bounds_grid)
+    dense = pred.to_array()
+    for t_pred, t_prev in ((0.5, 0.49), (0.49, 0.49), (0.62, 0.5)):
+        window = _box(rng, h, w)
+        y1, y2, x1, x2 = window
+        want = (dense > np.float32(t_pred)) ^ (base_vals > np.float32(t_prev))
+        assert np.array_equal(pred.xor_read(prev, window, t_pred, t_prev), want[y1:y2, x1:x2])
+        full_w = (0, h, 0, w)
+        click = (int(rng.integers(0, h)), int(rng.integers(0, w)))
+        g = _box(rng, h, w)
+        pm, qm = dense > np.float32(t_pred), base_vals > np.float32(t_prev)
+        expect = crop_rules.focus_crop_box_from_masks(pm, qm, g, click, OFFICIAL_PIPELINE)
+        got = crop_rules.focus_crop_box_from_diff(pred.xor_read(prev, full_w, t_pred, t_prev), full_w, (h, w), g,
+                                                  click, OFFICIAL_PIPELINE, pred.bbox(t_pred))
+        assert got == expect
+    with pytest.raises(ValueError, match="same shape"):
+        pred.xor_read(TiledMap.zeros((h + 1, w), tile=tile), (0, 1, 0, 1), 0.5, 0.5)
+
+
 CHAIN_SIZES = ([(300, 220)], [(300, 220), (320, 200)], [(64, 64), (90, 91)], [(5, 3), (200, 1)])
 
 

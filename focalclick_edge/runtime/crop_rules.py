@@ -358,22 +358,33 @@ def focus_crop_box_in_window(pred_w: np.ndarray, prev_w: np.ndarray, window: Box
     """``focus_crop_box_from_masks`` for two image masks that are False outside ``window`` (exclusive),
     given their window crops: the same box, from work proportional to the window. ``pred_stats``: the
     pred mask's (pixel count, inclusive bbox or None) when already known (tile statistics)."""
-    hw = (int(image_hw[0]), int(image_hw[1]))
-    wy1, _, wx1, _ = window
-    min_pixels = cfg.focus_min_mask_pixels
     if pred_stats is None:
+        wy1, _, wx1, _ = window
         pred_u8 = _as_u8(pred_w)
         px, py, pw, ph = cv2.boundingRect(pred_u8)
-        pred_box = _crop_local_bbox(int(cv2.countNonZero(pred_u8)), (px + wx1, py + wy1, pw, ph), hw, min_pixels)
-    else:
-        count, b = pred_stats
-        rect = (0, 0, 0, 0) if b is None else (b[2], b[0], b[3] - b[2] + 1, b[1] - b[0] + 1)
-        pred_box = _crop_local_bbox(count, rect, hw, min_pixels)
-    if not prev_w.any():
+        ys, xs = (py + wy1, py + wy1 + ph - 1), (px + wx1, px + wx1 + pw - 1)
+        pred_stats = (int(cv2.countNonZero(pred_u8)), None if pw == 0 else (*ys, *xs))
+    prev_empty = not prev_w.any()
+    return focus_crop_box_from_diff(None if prev_empty else np.logical_xor(pred_w, prev_w), window, image_hw,
+                                    global_roi, click_yx, cfg, pred_stats)
+
+
+def focus_crop_box_from_diff(diff_w: np.ndarray | None, window: Box4, image_hw: tuple[int, int], global_roi: Box4,
+                             click_yx: Sequence[int], cfg: PipelineConfig, pred_stats: tuple[int, Box4 | None]
+                             ) -> Box4:
+    """``focus_crop_box_in_window`` from what it needs of the two masks: their XOR's window crop (None when
+    ``prev`` is empty) and ``pred``'s (pixel count, inclusive bbox or None) -- which a tiled map gives
+    without reading either mask densely (``TiledMap.xor_read``, ``TiledMap.bbox``)."""
+    hw = (int(image_hw[0]), int(image_hw[1]))
+    min_pixels = cfg.focus_min_mask_pixels
+    count, b = pred_stats
+    rect = (0, 0, 0, 0) if b is None else (b[2], b[0], b[3] - b[2] + 1, b[1] - b[0] + 1)
+    pred_box = _crop_local_bbox(count, rect, hw, min_pixels)
+    if diff_w is None:
         y1, y2, x1, x2 = pred_box
     else:
         cy, cx = int(click_yx[0]), int(click_yx[1])
-        _, count, rect = _component_in_window(np.logical_xor(pred_w, prev_w), window, hw, cy, cx)
+        _, count, rect = _component_in_window(diff_w, window, hw, cy, cx)
         y1, y2, x1, x2 = _crop_local_bbox(count, rect, hw, min_pixels)
         hd, wd = y2 - y1, x2 - x1
         hp, wp = pred_box[1] - pred_box[0], pred_box[3] - pred_box[2]

@@ -595,15 +595,17 @@ class Session:
             global_roi, None if prev_box is None else (prev_box[0], prev_box[1] + 1, prev_box[2], prev_box[3] + 1),
             (click_yx[0], click_yx[0] + 1, click_yx[1], click_yx[1] + 1))
         cut = _logit_cut(cfg.focus_logit_thresh)  # logit(p) > t exactly where p > cut
-        pred_stats = None
         if cut is not None:
-            pred_stats = prob_in.bbox(cut)  # per-tile statistics: no pass over a photo-sized window
-            pred_w = prob_in.read(window, cut)
+            # Per-tile statistics and a XOR written only where the masks' tiles differ: no dense pass over
+            # a photo-sized window.
+            diff_w = (None if prev_box is None
+                      else prob_in.xor_read(st.prev_prob, window, cut, cfg.focus_prev_thresh))
+            box = crop_rules.focus_crop_box_from_diff(diff_w, window, (h, w), global_roi, click_yx, cfg,
+                                                      prob_in.bbox(cut))
         else:
             pred_w = _logit(prob_in.read(window)) > np.float32(cfg.focus_logit_thresh)
-        prev_w = st.prev_prob.read(window, cfg.focus_prev_thresh)
-        box = crop_rules.focus_crop_box_in_window(pred_w, prev_w, window, (h, w), global_roi, click_yx, cfg,
-                                                  pred_stats)
+            prev_w = st.prev_prob.read(window, cfg.focus_prev_thresh)
+            box = crop_rules.focus_crop_box_in_window(pred_w, prev_w, window, (h, w), global_roi, click_yx, cfg)
         roi = crop_rules.focus_roi_in_target_frame(box, global_roi, n)
         r = self.ref_size
         image_focus = self._buffer("image_focus", (1, 3, r, r))

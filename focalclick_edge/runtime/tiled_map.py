@@ -74,6 +74,15 @@ def _const_mask(shape: tuple[int, int], value: bool) -> np.ndarray:
     return m
 
 
+def _const_value(m: np.ndarray) -> bool | None:
+    """True / False for the shared all-True / all-False masks of ``_const_mask``, else None."""
+    if m is _CONST.get((m.shape, True)):
+        return True
+    if m is _CONST.get((m.shape, False)):
+        return False
+    return None
+
+
 RowsFn = Callable[[np.ndarray, int, int], np.ndarray]  # (local rows, c1, c2) -> float32 values
 SampleFn = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (local rows, local cols) -> float32 values
 BoundsGridFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]  # ranges -> (lo, hi)
@@ -420,6 +429,41 @@ class TiledMap:
                 else:
                     dst[...] = src[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1]
         return out
+
+    def xor_read(self, other: TiledMap, box: Box4, thresh: float | None, other_thresh: float | None) -> np.ndarray:
+        """``read(box, thresh) ^ other.read(box, other_thresh)`` (maps of one shape and tiling), writing only
+        the tiles where the two masks differ: where both are the same array or the same constant (a large
+        object's interior and surroundings) the zeroed output is left untouched, so a photo-sized window
+        costs its contour tiles, not its area."""
+        if other.shape != self.shape or other.tile != self.tile:
+            raise ValueError("xor_read needs two maps of the same shape and tiling")
+        y1, y2, x1, x2 = box
+        out = np.zeros((y2 - y1, x2 - x1), np.bool_)
+        rows, cols = self._tiles_over(box)
+        for ty in rows:
+            for tx in cols:
+                a, b = self.grid[ty][tx], other.grid[ty][tx]
+                if a is None and b is None:
+                    continue
+                ma = _const_mask(self._tile_shape(ty, tx), False) if a is None else a.mask(thresh, False)
+                mb = _const_mask(self._tile_shape(ty, tx), False) if b is None else b.mask(other_thresh, False)
+                if ma is mb:
+                    continue
+                ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
+                iy1, iy2, ix1, ix2 = max(y1, ty1), min(y2, ty2), max(x1, tx1), min(x2, tx2)
+                dst = out[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1]
+                ca, cb = _const_value(ma), _const_value(mb)
+                if ca is not None and cb is not None:
+                    if ca != cb:
+                        dst[...] = True
+                    continue
+                np.logical_xor(ma[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1],
+                               mb[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1], out=dst)
+        return out
+
+    def _tile_shape(self, ty: int, tx: int) -> tuple[int, int]:
+        y1, y2, x1, x2 = self._tile_box(ty, tx)
+        return y2 - y1, x2 - x1
 
     def to_array(self) -> np.ndarray:
         return self.read((0, self.shape[0], 0, self.shape[1]))
