@@ -353,20 +353,16 @@ def focus_crop_box_from_masks(pred: np.ndarray, prev: np.ndarray, global_roi: Bo
 
 
 def focus_crop_box_in_window(pred_w: np.ndarray, prev_w: np.ndarray, window: Box4, image_hw: tuple[int, int],
-                             global_roi: Box4, click_yx: Sequence[int], cfg: PipelineConfig,
-                             pred_stats: tuple[int, Box4 | None] | None = None) -> Box4:
+                             global_roi: Box4, click_yx: Sequence[int], cfg: PipelineConfig) -> Box4:
     """``focus_crop_box_from_masks`` for two image masks that are False outside ``window`` (exclusive),
-    given their window crops: the same box, from work proportional to the window. ``pred_stats``: the
-    pred mask's (pixel count, inclusive bbox or None) when already known (tile statistics)."""
-    if pred_stats is None:
-        wy1, _, wx1, _ = window
-        pred_u8 = _as_u8(pred_w)
-        px, py, pw, ph = cv2.boundingRect(pred_u8)
-        ys, xs = (py + wy1, py + wy1 + ph - 1), (px + wx1, px + wx1 + pw - 1)
-        pred_stats = (int(cv2.countNonZero(pred_u8)), None if pw == 0 else (*ys, *xs))
-    prev_empty = not prev_w.any()
-    return focus_crop_box_from_diff(None if prev_empty else np.logical_xor(pred_w, prev_w), window, image_hw,
-                                    global_roi, click_yx, cfg, pred_stats)
+    given their window crops: the same box, from work proportional to the window."""
+    wy1, _, wx1, _ = window
+    pred_u8 = _as_u8(pred_w)
+    px, py, pw, ph = cv2.boundingRect(pred_u8)
+    pred_stats = (int(cv2.countNonZero(pred_u8)), None if pw == 0 else (py + wy1, py + wy1 + ph - 1, px + wx1,
+                                                                        px + wx1 + pw - 1))
+    diff_w = np.logical_xor(pred_w, prev_w) if prev_w.any() else None
+    return focus_crop_box_from_diff(diff_w, window, image_hw, global_roi, click_yx, cfg, pred_stats)
 
 
 def focus_crop_box_from_diff(diff_w: np.ndarray | None, window: Box4, image_hw: tuple[int, int], global_roi: Box4,

@@ -421,10 +421,11 @@ class TiledMap:
                 ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
                 iy1, iy2, ix1, ix2 = max(y1, ty1), min(y2, ty2), max(x1, tx1), min(x2, tx2)
                 src = tile.mask(thresh, keep) if want_mask else tile.data
-                if want_mask and src is _CONST.get((src.shape, False)):
+                const = _const_value(src) if want_mask else None
+                if const is False:
                     continue  # most tiles of a large photo: nothing to write into the zeroed output
                 dst = out[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1]
-                if want_mask and src is _CONST.get((src.shape, True)):
+                if const:
                     dst[...] = True
                 else:
                     dst[...] = src[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1]
@@ -445,11 +446,12 @@ class TiledMap:
                 a, b = self.grid[ty][tx], other.grid[ty][tx]
                 if a is None and b is None:
                     continue
-                ma = _const_mask(self._tile_shape(ty, tx), False) if a is None else a.mask(thresh, False)
-                mb = _const_mask(self._tile_shape(ty, tx), False) if b is None else b.mask(other_thresh, False)
+                ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
+                zero = _const_mask((ty2 - ty1, tx2 - tx1), False)
+                ma = zero if a is None else a.mask(thresh, False)
+                mb = zero if b is None else b.mask(other_thresh, False)
                 if ma is mb:
                     continue
-                ty1, ty2, tx1, tx2 = self._tile_box(ty, tx)
                 iy1, iy2, ix1, ix2 = max(y1, ty1), min(y2, ty2), max(x1, tx1), min(x2, tx2)
                 dst = out[iy1 - y1:iy2 - y1, ix1 - x1:ix2 - x1]
                 ca, cb = _const_value(ma), _const_value(mb)
@@ -460,10 +462,6 @@ class TiledMap:
                 np.logical_xor(ma[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1],
                                mb[iy1 - ty1:iy2 - ty1, ix1 - tx1:ix2 - tx1], out=dst)
         return out
-
-    def _tile_shape(self, ty: int, tx: int) -> tuple[int, int]:
-        y1, y2, x1, x2 = self._tile_box(ty, tx)
-        return y2 - y1, x2 - x1
 
     def to_array(self) -> np.ndarray:
         return self.read((0, self.shape[0], 0, self.shape[1]))
