@@ -275,11 +275,12 @@ class _Tile:
 class TiledMap:
     """An immutable ``(H, W)`` float32 or bool map; ``None`` tiles are all zero (False)."""
 
-    __slots__ = ("shape", "dtype", "grid", "tile")
+    __slots__ = ("shape", "dtype", "grid", "tile", "_bboxes")
 
     def __init__(self, shape: tuple[int, int], dtype: np.dtype, grid: list[list[_Tile | None]],
                  tile: int) -> None:
         self.shape, self.dtype, self.grid, self.tile = (int(shape[0]), int(shape[1])), np.dtype(dtype), grid, tile
+        self._bboxes: dict[float | None, tuple[int, Box4 | None]] = {}
 
     # ------------------------------------------------------------------------------------ building
     @classmethod
@@ -543,7 +544,11 @@ class TiledMap:
 
     def bbox(self, thresh: float | None = None) -> tuple[int, Box4 | None]:
         """(pixel count, inclusive ``(rmin, rmax, cmin, cmax)`` or None) of ``> thresh`` over the map,
-        from the tiles' memoised statistics."""
+        from the tiles' memoised statistics; memoised per threshold (a map never changes: Zoom-In and the
+        Focus Crop both ask the previous map for its 0.49 box, ~2 ms over a 48 MP map's 740 tiles)."""
+        memo = self._bboxes.get(thresh)
+        if memo is not None:
+            return memo
         count, box = 0, None
         for ty, row in enumerate(self.grid):
             for tx, tile in enumerate(row):
@@ -557,6 +562,7 @@ class TiledMap:
                 b = (oy + y, oy + y + h - 1, ox + x, ox + x + w - 1)
                 box = b if box is None else (min(box[0], b[0]), max(box[1], b[1]), min(box[2], b[2]),
                                              max(box[3], b[3]))
+        self._bboxes[thresh] = (count, box)
         return count, box
 
     def tiles(self) -> Iterator[_Tile]:
