@@ -310,18 +310,14 @@ class TiledMap:
             return self.with_box(box, window(np.arange(y2 - y1), 0, x2 - x1), outside)
         grid = self._outside_grid(outside)
         rows, cols = self._tiles_over(box)
-        size = self.tile
-        row_parts = [(max(y1, ty * size) - y1, min(y2, (ty + 1) * size) - y1) for ty in rows]
-        col_parts = [(max(x1, tx * size) - x1, min(x2, (tx + 1) * size) - x1) for tx in cols]
+        # Per tile row / column once, not per tile (a photo-sized box has hundreds: per-tile min / max and
+        # tuples cost ~1.5 ms a box).
+        row_spans, col_spans = self._spans(rows, y1, y2, self.shape[0]), self._spans(cols, x1, x2, self.shape[1])
+        row_parts = [(a - y1, b - y1) for *_, a, b in row_spans]
+        col_parts = [(a - x1, b - x1) for *_, a, b in col_spans]
         if bounds_grid is not None:
             los, his = (v.tolist() for v in bounds_grid(np.array(row_parts), np.array(col_parts)))
         win = (window, y1, x1, sample)
-        # Per tile row / column once: its extent, the part the box covers, and whether it covers all of it
-        # (a photo-sized box has hundreds of tiles; per-tile min / max and tuples cost ~1.5 ms a box).
-        row_spans = [(ty, ty * size, min((ty + 1) * size, self.shape[0]), y1 + r1, y1 + r2) for ty, (r1, r2)
-                     in zip(rows, row_parts, strict=True)]
-        col_spans = [(tx, tx * size, min((tx + 1) * size, self.shape[1]), x1 + c1, x1 + c2) for tx, (c1, c2)
-                     in zip(cols, col_parts, strict=True)]
         origin = (y1, x1)
         for i, (ty, ty1, ty2, iy1, iy2) in enumerate(row_spans):
             row_in = (iy1, iy2) == (ty1, ty2)
@@ -346,6 +342,12 @@ class TiledMap:
                 if inside:
                     t._win = win
         return TiledMap(self.shape, self.dtype, grid, self.tile)
+
+    def _spans(self, idx: range, lo: int, hi: int, n: int) -> list[tuple[int, int, int, int, int]]:
+        """Along one axis of length ``n``: (tile index, tile start, tile end, start and end of the part of
+        ``[lo, hi)`` in it) for each tile of ``idx``."""
+        t = self.tile
+        return [(i, i * t, min((i + 1) * t, n), max(lo, i * t), min(hi, (i + 1) * t)) for i in idx]
 
     def _tile_box(self, ty: int, tx: int) -> Box4:
         t = self.tile
