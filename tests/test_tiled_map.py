@@ -244,13 +244,60 @@ def test_sampling_a_lazy_map_gives_its_values_without_computing_its_tiles(monkey
             assert np.array_equal(m.sample(rows, cols), d[np.ix_(rows, cols)])
             rb = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
             assert np.array_equal(BoxRows(m, rb).sample(rows - rb[0], cols - rb[2]), d[np.ix_(rows, cols)])
-    # Only the box-edge tiles (no sample function of their own) computed rows; inner tiles were sampled.
+    # No tile of the box was computed: its inner tiles and its edge tiles were sampled at the points.
     inner = sum(t is not None and t._win is not None for row in lazy.grid for t in row)
-    assert inner > 0 and all(t._data is None for row in lazy.grid for t in row if t is not None and t._win)
+    assert inner > 0 and all(t._data is None for row in lazy.grid for t in row if t is not None and t._gen)
     # Once computed (partly), the tiles still sample to the same values.
     assert np.array_equal(later.read((90, 260, 80, 300)), dense_later[90:260, 80:300])
     rows, cols = np.unique(rng.integers(0, 400, 80)), np.unique(rng.integers(0, 380, 80))
     assert np.array_equal(later.sample(rows, cols), dense_later[np.ix_(rows, cols)])
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_sampling_chains_of_overlapping_lazy_boxes_computes_no_tile_and_at_most_twice_the_points(seed, monkeypatch):
+    """Boxes pasted over earlier boxes' edges (round-tripped outside, as the Session's later clicks are):
+    ``TiledMap.sample`` equals the dense map, at any points, computes no tile -- the edge tiles' points
+    come from their box and the tiles they keep, down to the oldest box -- and the boxes' sample functions
+    together evaluate at most twice as many points as were asked for (each box once per round-trip depth
+    over its points' bounding box, or per block where that box would be mostly unasked points)."""
+    from focalclick_edge.runtime import resize as rs
+
+    monkeypatch.setattr(tiled_map, "LAZY_MIN_PIXELS", 0)
+    rng = np.random.default_rng(10 + seed)
+    h, w = 260, 300
+    tm = TiledMap.from_array(_probs(rng, (h, w)), tile=32)
+    dense = tm.to_array()
+    calls: dict[int, list[int]] = {}
+    windows = []  # window calls: values computed rows x column ranges -- none may happen while sampling
+    for k in range(4):
+        y1, y2, x1, x2 = box = _box(rng, h, w)
+        while (y2 - y1) < 40 or (x2 - x1) < 40:
+            y1, y2, x1, x2 = box = _box(rng, h, w)
+        chain = rs.ResizeChain(rng.random((12, 12), dtype=np.float32), [(y2 - y1, x2 - x1)])
+        calls[k] = []
+
+        def sample(r, c, chain=chain, k=k):
+            calls[k].append(len(r) * len(c))
+            return chain.sample(r, c)
+
+        def window(r, c1, c2, chain=chain):
+            windows.append(len(r))
+            return chain.window(r, c1, c2)
+
+        tm = tm.with_lazy_box(box, window, chain.bounds, outside="roundtrip", sample=sample)
+        dense = roundtrip(dense)
+        dense[y1:y2, x1:x2] = chain.window(np.arange(y2 - y1), 0, x2 - x1)
+    for _ in range(6):
+        rows = np.unique(rng.integers(0, h, int(rng.integers(1, 90))))
+        cols = np.unique(rng.integers(0, w, int(rng.integers(1, 90))))
+        assert np.array_equal(tm.sample(rows, cols), dense[np.ix_(rows, cols)])
+    assert not windows
+    assert all(t._data is None for row in tm.grid for t in row if t is not None and t._gen is not None)
+    for rows, cols in ((np.arange(1, h, 2), np.arange(0, w, 3)), (np.arange(h), np.arange(w))):
+        for c in calls.values():
+            c.clear()
+        assert np.array_equal(tm.sample(rows, cols), dense[np.ix_(rows, cols)])
+        assert 0 < sum(map(sum, calls.values())) <= 2 * len(rows) * len(cols)
 
 
 @pytest.mark.parametrize("lazy_min", [0, 10 ** 9])
