@@ -254,12 +254,11 @@ def test_sampling_a_lazy_map_gives_its_values_without_computing_its_tiles(monkey
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_sampling_chains_of_overlapping_lazy_boxes_computes_no_tile_and_at_most_twice_the_points(seed, monkeypatch):
+def test_sampling_chains_of_overlapping_lazy_boxes_equals_the_dense_map_and_computes_no_tile(seed, monkeypatch):
     """Boxes pasted over earlier boxes' edges (round-tripped outside, as the Session's later clicks are):
     ``TiledMap.sample`` equals the dense map, at any points, computes no tile -- the edge tiles' points
     come from their box and the tiles they keep, down to the oldest box -- and the boxes' sample functions
-    together evaluate at most twice as many points as were asked for (each box once per round-trip depth
-    over its points' bounding box, or per block where that box would be mostly unasked points)."""
+    evaluate little more than the points asked for."""
     from focalclick_edge.runtime import resize as rs
 
     monkeypatch.setattr(tiled_map, "LAZY_MIN_PIXELS", 0)
@@ -297,7 +296,24 @@ def test_sampling_chains_of_overlapping_lazy_boxes_computes_no_tile_and_at_most_
         for c in calls.values():
             c.clear()
         assert np.array_equal(tm.sample(rows, cols), dense[np.ix_(rows, cols)])
-        assert 0 < sum(map(sum, calls.values())) <= 2 * len(rows) * len(cols)
+        # Each (box, depth) group evaluates its points, or a bounding box only when that is cheaper than
+        # more calls: at most twice the points, plus a few calls' worth per group (4 boxes x 4 depths).
+        sampled = sum(map(sum, calls.values()))
+        assert 0 < sampled <= 2 * len(rows) * len(cols) + 16 * tiled_map._CALL_POINTS
+
+
+def test_sample_calls_merge_a_box_blocks_into_few_exact_rectangles_or_take_their_bounding_box():
+    """A full grid of tile blocks is one call over exactly its points; a ring (an earlier box around a later
+    one) is four exact calls; small scattered blocks are one call over their bounding box."""
+    calls = tiled_map._sample_calls
+    grid = [(r, r + 40, c, c + 40) for r in range(0, 200, 40) for c in range(0, 240, 40)]
+    assert calls(grid[::-1]) == [(0, 200, 0, 240)]
+    ring = [b for b in grid if not (40 <= b[0] < 160 and 40 <= b[2] < 200)]
+    blocks = calls(ring)
+    assert len(blocks) == 4
+    assert sum((b[1] - b[0]) * (b[3] - b[2]) for b in blocks) == 200 * 240 - 120 * 160
+    assert all(any(b[0] <= r[0] and r[1] <= b[1] and b[2] <= r[2] and r[3] <= b[3] for b in blocks) for r in ring)
+    assert calls([(0, 3, 0, 4), (10, 12, 20, 25), (30, 31, 5, 6)]) == [(0, 31, 0, 25)]
 
 
 @pytest.mark.parametrize("lazy_min", [0, 10 ** 9])
