@@ -192,14 +192,9 @@ class _Tile:
         lo, hi = src._bounds
         return lo - depth * _TRIP_DRIFT, hi + depth * _TRIP_DRIFT
 
-    def window_source(self) -> tuple[LazyWindow, int] | None:
-        """(the lazy box window, round trips) this tile's values are, computed or not, if any: a
-        round-tripped tile's values are its parent's round-tripped (a fixed point is its own child)."""
-        src, depth = self.root()
-        return None if src._win is None else (src._win, depth)
-
     def root(self) -> tuple[_Tile, int]:
-        """(the tile this one round-trips, how many times): itself and 0 for a tile with its own values."""
+        """(the tile this one round-trips, how many times), computed or not: a round-tripped tile's values
+        are its root's round-tripped (a fixed point is its own child); itself and 0 for any other tile."""
         depth, src = 0, self
         while src._parent is not None:
             depth, src = depth + 1, src._parent
